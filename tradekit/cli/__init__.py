@@ -1,0 +1,1 @@
+"""The typer command-line interface. Nothing in the library imports this package."""

@@ -1,0 +1,170 @@
+"""The ``tradekit`` command: global options, subcommands, and the one place that turns
+exceptions into exit codes (DESIGN.md): 0 ok, 1 a check said no, 2 usage, 3 bad input or
+config, 4 external service, 70 internal error, 130 interrupted, 141 broken pipe.
+
+Module-level imports stay light (stdlib, typer, tradekit's small modules) so ``--help`` is
+fast; each command imports its stage inside the function body.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from tradekit import __version__
+from tradekit import log as tklog
+from tradekit.errors import TradekitError
+
+if TYPE_CHECKING:
+    from tradekit.config import Config
+
+app = typer.Typer(
+    name="tradekit",
+    help="Composable tools for an ML-driven crypto trading bot. Stages pass Parquet and JSON "
+    "files; data goes to stdout, messages to stderr.",
+    rich_markup_mode=None,  # plain help: rich's help renderer costs ~200 ms at start-up
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@dataclass
+class AppState:
+    config_path: str | None = None
+    log_level: str = "info"
+    log_json: bool = False
+    _config: Any = field(default=None, repr=False)
+
+    @property
+    def config(self) -> Config:
+        """The effective config, loaded and validated on first use."""
+        if self._config is None:
+            from tradekit.config import load_config, secret_values
+
+            self._config = load_config(self.config_path)
+            tklog.add_secrets(secret_values(self._config))
+        return self._config  # type: ignore[no-any-return]
+
+
+def state(ctx: typer.Context) -> AppState:
+    root = ctx.find_root()
+    if not isinstance(root.obj, AppState):
+        root.obj = AppState()
+    return root.obj
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"tradekit {__version__}")
+        raise typer.Exit()
+
+
+LEVELS = ("debug", "info", "warning", "error")
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option(
+        "--config", "-c", metavar="PATH",
+        help="Config file [default: $TRADEKIT_CONFIG, else ./tradekit.toml, else built-ins].",
+    )] = None,
+    log_level: Annotated[str, typer.Option(
+        "--log-level", metavar="LEVEL", help="debug, info, warning or error; debug shows tracebacks.",
+        envvar="TRADEKIT_LOG_LEVEL",
+    )] = "info",
+    log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines on stderr.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    if log_level.lower() not in LEVELS:
+        raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(LEVELS)}",
+                                 param_hint="--log-level")
+    ctx.obj = AppState(config_path=config, log_level=log_level.lower(), log_json=log_json)
+    tklog.setup(log_level.lower(), log_json)
+
+
+def _register() -> None:
+    from tradekit.cli import config_cmd, data_cmd, fetch_cmd
+
+    app.command("fetch", no_args_is_help=False)(fetch_cmd.fetch)
+    app.add_typer(data_cmd.app, name="data")
+    app.add_typer(config_cmd.app, name="config")
+
+
+_register()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # SIGTERM (systemd stop, timeout) unwinds like Ctrl-C: atomic writes are rolled back and
+    # long fetches save what they finished.
+    raise KeyboardInterrupt
+
+
+def _error(message: str) -> None:
+    try:
+        print(f"tradekit: error: {message}", file=sys.stderr)
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (never raises, never prints a traceback unless
+    the log level is debug)."""
+    from typer import _click
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    command = typer.main.get_command(app)
+    code: int
+    try:
+        rv = command.main(args=argv, prog_name="tradekit", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+        if code == 130:  # typer turns Ctrl-C/SIGTERM into Exit(130) before we see it
+            _error("interrupted")
+    except _click.exceptions.ClickException as e:
+        e.show()
+        code = e.exit_code
+    except typer.Abort:
+        code = 130
+    except TradekitError as e:
+        if tklog.state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        _error(str(e))
+        code = e.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        code = 130
+    except BrokenPipeError:
+        code = 141
+    except Exception as e:  # a bug: one line, the traceback only at debug level
+        if tklog.state["debug"]:
+            import traceback
+
+            traceback.print_exc()
+        _error(f"internal error: {type(e).__name__}: {e} (run with --log-level debug for "
+               "the traceback)")
+        code = 70
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # The reader left: point stdout at /dev/null so the interpreter's own final flush
+        # does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        code = 141 if code == 0 else code
+    return code
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

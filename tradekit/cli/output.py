@@ -1,0 +1,66 @@
+"""Output for people (stderr: messages, tables, progress) and for programs (stdout: data).
+
+rich is imported only when a table or progress bar is drawn.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from tradekit.errors import StdoutClosed
+
+
+def emit_json(doc: Any) -> None:
+    """One JSON document on stdout: compact with sorted keys when piped, indented on a tty."""
+    if sys.stdout.isatty():
+        text = json.dumps(doc, indent=2, sort_keys=True, default=str)
+    else:
+        text = json.dumps(doc, separators=(",", ":"), sort_keys=True, default=str)
+    emit_text(text + "\n")
+
+
+def emit_text(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise StdoutClosed("stdout closed by its reader") from None
+
+
+def say(message: str) -> None:
+    """A line for people, on stderr."""
+    print(message, file=sys.stderr)
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
+          *, justify_right: Sequence[str] = ()) -> None:
+    """A rich table on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        t.add_column(c, justify="right" if c in justify_right else "left")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    # Piped stderr (logs, CI) gets a wide fixed width instead of rich's 80 columns.
+    width = None if sys.stderr.isatty() else 160
+    Console(stderr=True, soft_wrap=False, width=width).print(t)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
+    """A progress bar on stderr when it is a terminal; yields ``update(completed)``."""
+    if not sys.stderr.isatty():
+        yield lambda completed: None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                  TimeElapsedColumn(), transient=True) as p:
+        task = p.add_task(description, total=total)
+        yield lambda completed: p.update(task, completed=completed)

@@ -1,0 +1,655 @@
+"""tradekit.toml: typed sections with defaults in code, env overrides, secrets from env/.env.
+
+Lookup order for the file: ``--config``, ``$TRADEKIT_CONFIG``, ``./tradekit.toml``, built-in
+defaults. Any key can be overridden with ``TRADEKIT_<SECTION>__<KEY>``. Secrets never live in
+the TOML: they come from the environment or a ``.env`` file beside the config (or in the
+working directory), the environment winning.
+
+Stdlib only at import time (``tomllib``), so the CLI starts fast; ``tomlkit`` is imported only
+to write files that keep their comments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tradekit.errors import ConfigError
+
+ENV_PREFIX = "TRADEKIT_"
+CONFIG_ENV = "TRADEKIT_CONFIG"
+DEFAULT_FILE = "tradekit.toml"
+
+Check = Callable[[Any], str | None]  # returns a problem description, or None when fine
+
+
+def _opt(default: Any, help: str, check: Check | None = None) -> Any:
+    """A config key: default, one-line help (written into ``config init``), optional check."""
+    meta = {"help": help, "check": check}
+    if isinstance(default, list | dict):
+        factory = (lambda d=default: type(d)(d))  # fresh copy per instance
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else f"must be > 0, got {v}"
+
+
+def _non_negative(v: float) -> str | None:
+    return None if v >= 0 else f"must be >= 0, got {v}"
+
+
+def _fraction(v: float) -> str | None:
+    return None if 0 <= v <= 1 else f"must be a fraction between 0 and 1 (0.2 = 20%), got {v}"
+
+
+def _one_of(*choices: str) -> Check:
+    def check(v: str) -> str | None:
+        return None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
+
+    return check
+
+
+def _timeframe(v: str) -> str | None:
+    from tradekit.timeutil import timeframe_ms
+
+    try:
+        timeframe_ms(v)
+    except Exception as e:  # UsageError carries the wording
+        return str(e)
+    return None
+
+
+def _timeframes(v: list[str]) -> str | None:
+    return next((p for p in map(_timeframe, v) if p), None)
+
+
+_SYMBOL_RE = re.compile(r"^[A-Za-z0-9.\-]+/[A-Za-z0-9.\-]+(:[A-Za-z0-9.\-]+)?$")
+
+
+def _symbols(v: list[str]) -> str | None:
+    bad = [s for s in v if not _SYMBOL_RE.match(s)]
+    return f"symbols must look like BASE/QUOTE (e.g. BTC/USD); got {bad}" if bad else None
+
+
+def _url(v: str) -> str | None:
+    ok = v == "" or v.startswith(("http://", "https://"))
+    return None if ok else f"must be an http(s) URL or empty, got {v!r}"
+
+
+def _periods(v: list[int]) -> str | None:
+    return None if all(p >= 1 for p in v) else f"periods must be >= 1, got {v}"
+
+
+def _clusters(v: dict[str, Any]) -> str | None:
+    for name, members in v.items():
+        if not isinstance(members, list) or not all(isinstance(s, str) for s in members):
+            return f"cluster {name!r} must be a list of symbols"
+    return None
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    id: str = _opt("kraken", "ccxt exchange id (kraken, binance, ...) or 'sample' (offline)")
+    symbols: list[str] = _opt(["BTC/USD", "ETH/USD"], "unified ccxt symbols", _symbols)
+    timeframe: str = _opt("1h", "candle timeframe: 1m, 5m, 15m, 1h, 4h, 1d, ...", _timeframe)
+    api_url: str = _opt("", "base URL replacing the exchange's API host (tests, proxies)", _url)
+    timeout_s: float = _opt(30.0, "seconds before one HTTP request counts as failed", _positive)
+    retries: int = _opt(5, "retries of a transient fault (timeout, 5xx, rate limit)", _non_negative)
+    retry_backoff_s: float = _opt(1.0, "first retry delay in seconds; doubles each try",
+                                  _non_negative)
+    rate_limit: bool = _opt(True, "let ccxt space requests by the exchange's rate limit")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    store: str = _opt("data", "candle store directory: one Parquet per exchange/timeframe/symbol")
+    flush_s: float = _opt(5.0, "a long fetch saves finished candles at least this often (s)",
+                          _non_negative)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    set: str = _opt("default", "feature set name, or a TOML file describing one")
+    periods: list[int] = _opt([10, 20, 50], "indicator look-back periods in candles", _periods)
+    include_timeframes: list[str] = _opt(["4h"], "higher timeframes merged onto base rows",
+                                         _timeframes)
+    corr_symbols: list[str] = _opt(["BTC/USD"], "reference pairs added as context features",
+                                   _symbols)
+    label_horizon: int = _opt(12, "candles ahead for the forward-return label", _positive)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = _opt("lightgbm", "lightgbm, lstm or transformer",
+                     _one_of("lightgbm", "lstm", "transformer"))
+    objective: str = _opt("regression", "regression or classification",
+                          _one_of("regression", "classification"))
+    train_window: int = _opt(4320, "walk-forward training window in candles", _positive)
+    test_window: int = _opt(720, "walk-forward test window in candles", _positive)
+    step: int = _opt(720, "walk-forward step in candles", _positive)
+    purge: int = _opt(0, "gap between train and test in candles (0 = the label horizon)",
+                      _non_negative)
+    seed: int = _opt(42, "random seed: same inputs + seed give identical outputs")
+    device: str = _opt("auto", "torch device: auto, cpu or cuda", _one_of("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    entry_threshold: float = _opt(0.002, "enter when the prediction is at least this")
+    exit_threshold: float = _opt(0.0, "exit when the prediction falls below this")
+    stoploss: float = _opt(0.05, "stop-loss distance below entry as a fraction (0 = off)",
+                           _fraction)
+    take_profit: float = _opt(0.0, "take-profit distance above entry as a fraction (0 = off)",
+                              _non_negative)
+    trailing_stop: float = _opt(0.0, "trailing-stop distance below the high as a fraction (0 = off)",
+                                _fraction)
+    partial_exits: list[float] = _opt([], "gains (fractions) at which part of a position is sold")
+    partial_exit_frac: float = _opt(0.5, "share of the position sold at each partial exit",
+                                    _fraction)
+    persistence: int = _opt(1, "exit only after this many consecutive negative candles",
+                            _positive)
+    dip_entry: bool = _opt(False, "enter after a drop once the prediction turns up")
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    max_open_positions: int = _opt(3, "open positions at most", _positive)
+    max_position_frac: float = _opt(0.25, "one position's value at most, fraction of equity",
+                                    _fraction)
+    max_position_abs: float = _opt(0.0, "one position's value at most, quote currency (0 = off)",
+                                   _non_negative)
+    max_trade_frac: float = _opt(0.25, "one order's value at most, fraction of equity", _fraction)
+    max_trade_abs: float = _opt(0.0, "one order's value at most, quote currency (0 = off)",
+                                _non_negative)
+    max_exposure_frac: float = _opt(0.75, "all positions' value at most, fraction of equity",
+                                    _fraction)
+    clusters: dict[str, list[str]] = _opt({}, "named groups of symbols, e.g. {majors = [...]}",
+                                          _clusters)
+    cluster_max_frac: float = _opt(0.5, "one cluster's value at most, fraction of equity",
+                                   _fraction)
+    daily_loss_halt_frac: float = _opt(0.05, "halt new entries after this loss in a UTC day",
+                                       _fraction)
+    max_drawdown_halt_frac: float = _opt(0.20, "halt new entries at this drawdown from the peak",
+                                         _fraction)
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    fee: float = _opt(0.004, "fee per fill as a fraction (Kraken spot taker: 0.4%)", _fraction)
+    slippage: float = _opt(0.0005, "adverse price move per fill as a fraction", _fraction)
+    starting_balance: float = _opt(10_000.0, "starting cash in the quote currency", _positive)
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    min_sortino: float = _opt(1.5, "lowest acceptable Sortino ratio")
+    max_drawdown: float = _opt(0.20, "highest acceptable max drawdown (fraction)", _fraction)
+    min_trades: int = _opt(20, "fewest trades for a verdict to mean anything", _non_negative)
+    min_profit_factor: float = _opt(0.0, "lowest profit factor (0 = not checked)", _non_negative)
+    min_win_rate: float = _opt(0.0, "lowest win rate (0 = not checked)", _fraction)
+    must_beat_buy_and_hold: bool = _opt(False, "require a higher return than buy-and-hold")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    host: str = _opt("", "SSH host of the Pi, or 'local'")
+    user: str = _opt("tradekit", "SSH user")
+    port: int = _opt(22, "SSH port", _positive)
+    key: str = _opt("", "SSH private key file (empty: the SSH agent/default keys)")
+    known_hosts: str = _opt("~/.ssh/known_hosts", "pinned host keys; unknown hosts are refused")
+    path: str = _opt("/opt/tradekit", "remote directory holding releases/ and current")
+    service: str = _opt("tradekit-run", "systemd service restarted after a deploy")
+    keep: int = _opt(5, "releases kept on the host", _positive)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    mode: str = _opt("paper", "paper or live (live also needs --live)", _one_of("paper", "live"))
+    state: str = _opt("state/tradekit.db", "SQLite ledger path")
+    model: str = _opt("models/current", "deployed model directory")
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    url: str = _opt("http://127.0.0.1:8080", "signal-cli REST API base URL", _url)
+    sender: str = _opt("", "registered Signal number sending the messages, e.g. +43...")
+    recipients: list[str] = _opt([], "numbers or group ids that receive messages")
+    timeout_s: float = _opt(10.0, "seconds before one request counts as failed", _positive)
+
+
+@dataclass(frozen=True)
+class AskConfig:
+    provider: str = _opt("none", "none (offline summary), anthropic or openai",
+                         _one_of("none", "anthropic", "openai"))
+    model: str = _opt("claude-haiku-4-5", "model id for the provider")
+    base_url: str = _opt("", "API base URL (e.g. http://127.0.0.1:11434/v1 for Ollama)", _url)
+    language: str = _opt("en", "answer language, e.g. en or de")
+    max_context_chars: int = _opt(20_000, "size cap of the context sent to the model", _positive)
+
+
+SECTIONS: dict[str, type] = {
+    "exchange": ExchangeConfig,
+    "data": DataConfig,
+    "features": FeaturesConfig,
+    "model": ModelConfig,
+    "policy": PolicyConfig,
+    "risk": RiskConfig,
+    "backtest": BacktestConfig,
+    "gate": GateConfig,
+    "deploy": DeployConfig,
+    "run": RunConfig,
+    "notify": NotifyConfig,
+    "ask": AskConfig,
+}
+
+SECTION_HELP = {
+    "exchange": "Where candles and orders go.",
+    "data": "Local candle store.",
+    "features": "Feature set for featurize (FreqAI: indicator_periods_candles, ...).",
+    "model": "Training and walk-forward validation.",
+    "policy": "Predictions -> entries and exits (shared by backtest and run).",
+    "risk": "Hard limits (shared by backtest and run).",
+    "backtest": "Simulation costs and starting cash.",
+    "gate": "Quality gate a model must pass before deploy.",
+    "deploy": "The Pi that runs the live loop.",
+    "run": "The live/paper loop.",
+    "notify": "Signal through signal-cli-rest-api.",
+    "ask": "One-shot LLM analyst (reads only, never trades).",
+}
+
+# Secret name -> environment variable. Never read from TOML, never printed.
+SECRET_ENV = {
+    "exchange_api_key": "TRADEKIT_EXCHANGE_API_KEY",
+    "exchange_secret": "TRADEKIT_EXCHANGE_SECRET",
+    "exchange_password": "TRADEKIT_EXCHANGE_PASSWORD",
+    "anthropic_api_key": "ANTHROPIC_API_KEY",
+    "openai_api_key": "OPENAI_API_KEY",
+    "deploy_sudo_password": "TRADEKIT_DEPLOY_SUDO_PASSWORD",
+}
+_SECRET_WORDS = ("key", "secret", "password", "token", "passphrase")
+_SECRET_EXEMPT = {("deploy", "key"), ("deploy", "known_hosts")}  # paths, not secrets
+
+
+class Secret:
+    """A secret value that never shows itself in repr, str, logs or f-strings."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Config:
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    ask: AskConfig = field(default_factory=AskConfig)
+    path: Path | None = None
+    secrets: Mapping[str, Secret] = field(default_factory=dict)
+
+    def secret(self, name: str) -> str | None:
+        """The plain value of a secret, or None when unset."""
+        s = self.secrets.get(name)
+        return s.reveal() if s else None
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """The effective settings, section by section (no secrets)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check a TOML value against a field type; parse text (env vars, CLI) where needed."""
+    origin = typing.get_origin(tp)
+    if isinstance(value, str) and tp is not str:
+        value = _parse_text(value, tp, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if isinstance(value, list | tuple):
+            return [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if isinstance(value, dict):
+            return {str(k): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+    if typing.get_origin(tp) is dict:
+        return "a table"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _parse_text(text: str, tp: Any, where: str) -> Any:
+    """Text from an env var or the command line, read as the field's type."""
+    t = text.strip()
+    if tp is bool:
+        low = t.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{where}: expected true/false, got {text!r}")
+    if tp in (int, float):
+        try:
+            return int(t) if tp is int else float(t)
+        except ValueError:
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {text!r}") from None
+    origin = typing.get_origin(tp)
+    if origin in (list, dict):
+        if origin is list and not t.startswith("["):
+            # Comma-separated shorthand: BTC/USD,ETH/USD
+            item_tp = typing.get_args(tp)[0]
+            parts = [p.strip() for p in t.split(",") if p.strip()]
+            return [p if item_tp is str else _parse_text(p, item_tp, where) for p in parts]
+        try:
+            return tomllib.loads(f"v = {t}")["v"]
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{where}: cannot read {text!r} as TOML: {e}") from None
+    return text
+
+
+def _build_section(
+    name: str, raw: Mapping[str, Any], where: str, origins: Mapping[str, str] | None = None
+) -> Any:
+    """Build and check one section. ``origins`` names where a key's value came from when that
+    is not the file (an environment variable), so an error points at the right place."""
+    cls = SECTIONS[name]
+    types_ = _field_types(cls)
+    origins = origins or {}
+
+    def loc(key: str) -> str:
+        return origins.get(key) or f"{where}[{name}] {key}"
+
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in types_:
+            if (name, key) not in _SECRET_EXEMPT and any(w in key for w in _SECRET_WORDS):
+                raise ConfigError(
+                    f"{where}[{name}] {key}: secrets never live in the TOML; set it in the "
+                    f"environment or .env ({', '.join(SECRET_ENV.values())})"
+                )
+            close = difflib.get_close_matches(key, list(types_), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"{where}[{name}] {key}: unknown key{hint}")
+        kwargs[key] = coerce(value, types_[key], loc(key))
+    section = cls(**kwargs)
+    for f in dataclasses.fields(cls):
+        check = f.metadata.get("check")
+        problem = check(getattr(section, f.name)) if check else None
+        if problem:
+            raise ConfigError(f"{loc(f.name)}: {problem}")
+    return section
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to use: --config, $TRADEKIT_CONFIG, ./tradekit.toml, or None."""
+    if explicit:
+        p = Path(explicit).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        return p
+    env = os.environ.get(CONFIG_ENV)
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found (from ${CONFIG_ENV})")
+        return p
+    local = Path(DEFAULT_FILE)
+    return local if local.is_file() else None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid TOML: the file is not UTF-8 text") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """TRADEKIT_<SECTION>__<KEY>=value, grouped by section; unknown names are errors."""
+    out: dict[str, dict[str, str]] = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or "__" not in var:
+            continue
+        section, _, key = var[len(ENV_PREFIX):].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in SECTIONS:
+            close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+            hint = f"; did you mean TRADEKIT_{close[0].upper()}__{key.upper()}?" if close else ""
+            raise ConfigError(f"environment {var}: unknown section {section!r}{hint}")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; '#' comments, optional 'export ', single or double quotes."""
+    values: dict[str, str] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    for n, line in enumerate(lines, 1):
+        s = line.strip()
+        if not s or s.startswith("#"):
+            continue
+        s = s.removeprefix("export ").strip()
+        key, sep, value = s.partition("=")
+        key = key.strip()
+        if not sep or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            raise ConfigError(f"{path}:{n}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def load_secrets(environ: Mapping[str, str], config_path: Path | None) -> dict[str, Secret]:
+    dotenv: dict[str, str] = {}
+    dirs = [Path.cwd()] + ([config_path.parent] if config_path else [])
+    for d in dict.fromkeys(p.resolve() for p in dirs):  # cwd first, then beside the config
+        f = d / ".env"
+        if f.is_file():
+            for k, v in read_dotenv(f).items():
+                dotenv.setdefault(k, v)
+    secrets: dict[str, Secret] = {}
+    for name, var in SECRET_ENV.items():
+        if environ.get(var):
+            secrets[name] = Secret(environ[var], "environment")
+        elif dotenv.get(var):
+            secrets[name] = Secret(dotenv[var], ".env")
+    return secrets
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Read, merge and validate the configuration. Raises ConfigError naming the key."""
+    env = os.environ if environ is None else environ
+    file = find_config(path)
+    raw: dict[str, Any] = read_toml(file) if file else {}
+    where = f"{file}: " if file else ""
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            close = difflib.get_close_matches(name, list(SECTIONS), n=1)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(f"{where}[{name}]: unknown section{hint}")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}{name}: expected a [{name}] table, got {_show(value)}")
+    sections: dict[str, Any] = {}
+    overrides = env_overrides(env)
+    for name in SECTIONS:
+        merged = dict(raw.get(name, {}))
+        origins: dict[str, str] = {}
+        for key, text in overrides.get(name, {}).items():
+            var = f"{ENV_PREFIX}{name.upper()}__{key.upper()}"
+            if key not in _field_types(SECTIONS[name]):
+                close = difflib.get_close_matches(key, list(_field_types(SECTIONS[name])), n=1)
+                hint = f"; did you mean {ENV_PREFIX}{name.upper()}__{close[0].upper()}?" if close else ""
+                raise ConfigError(f"environment {var}: unknown key{hint}")
+            merged[key] = text
+            origins[key] = f"environment {var} ([{name}] {key})"
+        sections[name] = _build_section(name, merged, where, origins)
+    return Config(**sections, path=file, secrets=load_secrets(env, file))
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory()  # type: ignore[misc]
+
+
+def template() -> str:
+    """The commented config that ``config init`` writes and tradekit.toml.example holds."""
+    import tomlkit
+
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("tradekit configuration: every key with its default."))
+    doc.add(tomlkit.comment("Override any key from the environment: TRADEKIT_<SECTION>__<KEY>,"))
+    doc.add(tomlkit.comment("e.g. TRADEKIT_RISK__MAX_OPEN_POSITIONS=2."))
+    doc.add(tomlkit.comment("Secrets never live here. Put them in the environment or in .env:"))
+    for var in SECRET_ENV.values():
+        doc.add(tomlkit.comment(f"  {var}"))
+    for name, cls in SECTIONS.items():
+        doc.add(tomlkit.nl())
+        table = tomlkit.table()
+        table.add(tomlkit.comment(SECTION_HELP[name]))
+        for f in dataclasses.fields(cls):
+            table.add(tomlkit.comment(f.metadata["help"]))
+            value = _default_of(f)
+            item = tomlkit.inline_table() if isinstance(value, dict) else tomlkit.item(value)
+            if isinstance(value, dict):
+                item.update(value)
+            table.add(f.name, item)
+        doc.add(name, table)
+    return tomlkit.dumps(doc)
+
+
+def set_value(path: Path, dotted: str, text: str) -> Any:
+    """Set ``section.key`` in the file to ``text`` read as the key's type; keeps comments.
+
+    The whole file is validated before it is replaced, atomically.
+    """
+    import tomlkit
+
+    from tradekit.fsutil import atomic_write_text
+
+    section, _, key = dotted.partition(".")
+    if section not in SECTIONS or not key:
+        close = difflib.get_close_matches(section, list(SECTIONS), n=1)
+        hint = f"; did you mean {close[0]}.{key or 'KEY'}?" if close else ""
+        raise ConfigError(f"{dotted!r}: expected SECTION.KEY with a section of "
+                          f"{', '.join(SECTIONS)}{hint}")
+    types_ = _field_types(SECTIONS[section])
+    if key not in types_:
+        close = difflib.get_close_matches(key, list(types_), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ConfigError(f"[{section}] {key}: unknown key{hint}")
+    value = coerce(text, types_[key], f"[{section}] {key}")
+    source = path.read_text(encoding="utf-8") if path.exists() else template()
+    try:
+        doc = tomlkit.parse(source)
+    except Exception as e:  # tomlkit's ParseError carries line and column
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    if section not in doc:
+        doc.add(section, tomlkit.table())
+    doc[section][key] = value  # type: ignore[index]
+    new = tomlkit.dumps(doc)
+    # Validate the result as a whole before anything touches the disk.
+    raw = tomllib.loads(new)
+    for name, body in raw.items():
+        if name in SECTIONS and isinstance(body, dict):
+            _build_section(name, body, f"{path}: ")
+    atomic_write_text(path, new)
+    return value
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """Effective config plus which secrets are set (values masked) and where from."""
+    out: dict[str, Any] = config.as_dict()
+    out["secrets"] = {
+        name: (f"*** (from {config.secrets[name].source})" if name in config.secrets else "unset")
+        for name in SECRET_ENV
+    }
+    return out
+
+
+def secret_values(config: Config) -> list[str]:
+    return [s.reveal() for s in config.secrets.values() if s.reveal()]
+
+
+__all__ = ["Config", "ConfigError", "Secret", "load_config", "template"]

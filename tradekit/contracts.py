@@ -1,0 +1,267 @@
+"""File contracts: the schemas of every table that crosses a stage, and their read/write.
+
+Each Parquet file carries ``tradekit.schema`` (e.g. ``ohlcv/1``) and ``tradekit.meta`` (a JSON
+object: exchange, timeframe, hashes, ...) in its key-value metadata. Writes are atomic;
+reads check the schema name, the columns and their types, and the key order, and fail with
+one line naming the file and the problem (exit 3).
+
+Later stages register their schemas here with :func:`register`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradekit.errors import InputError, StdoutClosed
+from tradekit.fsutil import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+SCHEMA_KEY = b"tradekit.schema"
+META_KEY = b"tradekit.meta"
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A versioned table contract. ``columns`` maps required names to a kind:
+    'str', 'ts' (UTC timestamp, ms), 'float', 'int'."""
+
+    name: str
+    columns: Mapping[str, str]
+    key: tuple[str, ...] = ()  # unique and sorted by these
+    extra_columns: bool = False  # may carry more columns than the required ones
+    extra_kind: str = "float"  # kind of any extra column
+    required_meta: tuple[str, ...] = field(default=())
+
+    @property
+    def id(self) -> str:
+        return self.name
+
+
+REGISTRY: dict[str, Schema] = {}
+
+
+def register(schema: Schema) -> Schema:
+    REGISTRY[schema.name] = schema
+    return schema
+
+
+OHLCV = register(
+    Schema(
+        name="ohlcv/1",
+        columns={
+            "symbol": "str",
+            "timestamp": "ts",
+            "open": "float",
+            "high": "float",
+            "low": "float",
+            "close": "float",
+            "volume": "float",
+        },
+        key=("symbol", "timestamp"),
+        required_meta=("exchange", "timeframe"),
+    )
+)
+
+OHLCV_COLUMNS = list(OHLCV.columns)
+
+
+def _arrow_type(kind: str) -> pa.DataType:
+    import pyarrow as pa
+
+    return {
+        "str": pa.string(),
+        "ts": pa.timestamp("ms", tz="UTC"),
+        "float": pa.float64(),
+        "int": pa.int64(),
+    }[kind]
+
+
+def _kind_ok(kind: str, t: pa.DataType) -> bool:
+    import pyarrow.types as pt
+
+    if kind == "str":
+        return bool(pt.is_string(t) or pt.is_large_string(t) or pt.is_dictionary(t))
+    if kind == "ts":
+        return bool(pt.is_timestamp(t) and t.tz in ("UTC", "+00:00", "Etc/UTC"))
+    if kind == "float":
+        return bool(pt.is_floating(t))
+    if kind == "int":
+        return bool(pt.is_integer(t))
+    return False
+
+
+def to_table(df: pd.DataFrame, schema: Schema, meta: Mapping[str, Any]) -> pa.Table:
+    """A frame as an Arrow table with the contract's types and metadata attached."""
+    import pyarrow as pa
+
+    missing = [c for c in schema.columns if c not in df.columns]
+    if missing:
+        raise InputError(f"{schema.name}: missing column(s) {', '.join(missing)}")
+    missing_meta = [k for k in schema.required_meta if meta.get(k) in (None, "")]
+    if missing_meta:
+        raise InputError(f"{schema.name}: missing metadata {', '.join(missing_meta)}")
+    names = list(schema.columns)
+    if schema.extra_columns:
+        names += [c for c in df.columns if c not in schema.columns]
+    arrays = []
+    for name in names:
+        kind = schema.columns.get(name, schema.extra_kind)
+        col = df[name]
+        if kind == "ts":
+            col = col.dt.tz_convert("UTC").dt.as_unit("ms")
+        arrays.append(pa.Array.from_pandas(col, type=_arrow_type(kind)))
+    table = pa.Table.from_arrays(arrays, names=names)
+    md = {SCHEMA_KEY: schema.name.encode(), META_KEY: json.dumps(dict(meta), sort_keys=True).encode()}
+    return table.replace_schema_metadata(md)
+
+
+def write_table(
+    df: pd.DataFrame, path: str | Path, schema: Schema, meta: Mapping[str, Any]
+) -> None:
+    """Write ``df`` under ``schema``, atomically; ``-`` writes the Parquet bytes to stdout."""
+    import pyarrow.parquet as pq
+
+    validate_frame(df, schema, str(path))
+    table = to_table(df, schema, meta)
+    if str(path) == "-":
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        try:
+            sys.stdout.buffer.write(buf.getvalue())
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise StdoutClosed("stdout closed by its reader") from None
+        return
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+    except OSError as e:  # disk full, file too large, I/O error: the old file stays
+        reason = e.strerror or str(e).splitlines()[0]
+        raise InputError(f"{path}: cannot write: {reason}") from None
+
+
+def read_table(
+    path: str | Path, schema: Schema | None, *, strict: bool = True
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read a tradekit Parquet file, check it against ``schema``, return (frame, meta).
+
+    ``path`` may be ``-`` for stdin. With ``strict=False`` the key order and uniqueness are
+    not checked (for ``data check``, which reports them instead).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    label = "stdin" if str(path) == "-" else str(path)
+    source: Any
+    if str(path) == "-":
+        source = pa.BufferReader(sys.stdin.buffer.read())
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputError(f"{label}: no such file")
+        if p.is_dir():
+            raise InputError(f"{label}: is a directory, expected a Parquet file")
+        source = p
+    try:
+        table = pq.read_table(source)
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{label}: not a readable Parquet file ({reason})") from None
+    md = table.schema.metadata or {}
+    found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
+    try:
+        meta = json.loads(md.get(META_KEY, b"{}"))
+    except ValueError:
+        raise InputError(f"{label}: tradekit.meta metadata is not valid JSON") from None
+    if schema is not None:
+        if not found:
+            raise InputError(
+                f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file "
+                "(CSV files come in through 'tradekit data import')"
+            )
+        if found != schema.name:
+            raise InputError(f"{label}: schema is {found}, expected {schema.name}")
+        check_arrow_schema(table.schema, schema, label)
+    df = table.to_pandas()
+    if schema is not None:
+        if "ts" in schema.columns.values():
+            for c, k in schema.columns.items():
+                if k == "ts":
+                    df[c] = df[c].dt.as_unit("ms")
+        if strict:
+            validate_frame(df, schema, label)
+    return df, meta
+
+
+def check_arrow_schema(arrow_schema: pa.Schema, schema: Schema, label: str) -> None:
+    names = arrow_schema.names
+    missing = [c for c in schema.columns if c not in names]
+    if missing:
+        raise InputError(f"{label}: missing column(s) {', '.join(missing)} for {schema.name}")
+    for c, kind in schema.columns.items():
+        t = arrow_schema.field(c).type
+        if not _kind_ok(kind, t):
+            want = {"str": "text", "ts": "a UTC timestamp", "float": "floats", "int": "integers"}
+            raise InputError(f"{label}: column {c} is {t}, expected {want[kind]}")
+    if not schema.extra_columns:
+        extra = [c for c in names if c not in schema.columns]
+        if extra:
+            raise InputError(f"{label}: unexpected column(s) {', '.join(extra)} in {schema.name}")
+
+
+def validate_frame(df: pd.DataFrame, schema: Schema, label: str) -> None:
+    """Key columns present, non-null, sorted and unique."""
+    if not schema.key:
+        return
+    key = list(schema.key)
+    missing = [c for c in key if c not in df.columns]
+    if missing:
+        raise InputError(f"{label}: missing column(s) {', '.join(missing)}")
+    if df[key].isna().any().any():
+        bad = [c for c in key if df[c].isna().any()]
+        raise InputError(f"{label}: empty values in key column(s) {', '.join(bad)}")
+    if len(df) < 2:
+        return
+    keys = df[key].reset_index(drop=True)
+    dup = keys.duplicated()
+    if dup.any():
+        row = keys.loc[dup.idxmax()].tolist()
+        raise InputError(f"{label}: duplicate rows for {tuple(map(str, row))}")
+    if not keys.sort_values(key, kind="stable").index.equals(keys.index):
+        raise InputError(f"{label}: rows are not sorted by {', '.join(key)}")
+
+
+def file_hash(path: str | Path) -> str:
+    """sha256 of a file's bytes, for lineage in manifests and reports."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def read_ohlcv(path: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    return read_table(path, OHLCV)
+
+
+def write_ohlcv(df: pd.DataFrame, path: str | Path, meta: Mapping[str, Any]) -> None:
+    write_table(df, path, OHLCV, meta)
+
+
+def write_json(doc: Mapping[str, Any], path: str | Path) -> None:
+    """A JSON report (with its top-level ``schema`` field), atomically, sorted keys."""
+    if "schema" not in doc:
+        raise ValueError("JSON contracts carry a top-level 'schema' field")
+    text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Exchange access, the candle store, the offline sample, imports and quality checks."""

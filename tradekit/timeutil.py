@@ -1,0 +1,75 @@
+"""Timeframes and timestamps. UTC everywhere; files hold milliseconds since the epoch."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+from tradekit.errors import UsageError
+
+_TF_RE = re.compile(r"^(\d+)([mhdw])$")
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_REL_RE = re.compile(r"^(\d+)\s*([mhdw])$")
+
+
+def timeframe_ms(tf: str) -> int:
+    """Length of a ccxt-style timeframe ('1m', '4h', '1d', '1w') in milliseconds."""
+    m = _TF_RE.match(tf.strip())
+    if not m or int(m.group(1)) == 0:
+        raise UsageError(
+            f"timeframe {tf!r}: expected a number and a unit m/h/d/w, e.g. 5m, 1h, 4h, 1d"
+        )
+    return int(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def pandas_freq(tf: str) -> str:
+    """The pandas frequency alias of a timeframe (pandas 3 rejects 'H' and 'T')."""
+    ms = timeframe_ms(tf)
+    return f"{ms // 60_000}min"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse_time(text: str, *, now: int | None = None, option: str = "time") -> int:
+    """Parse an ISO date/datetime, epoch milliseconds/seconds, 'now', or an age like '30d'.
+
+    Naive datetimes are taken as UTC. Returns epoch milliseconds.
+    """
+    s = text.strip()
+    ref = now_ms() if now is None else now
+    if s.lower() == "now":
+        return ref
+    rel = _REL_RE.match(s)
+    if rel:
+        return ref - int(rel.group(1)) * _UNIT_MS[rel.group(2)]
+    if s.isdigit():
+        v = int(s)
+        # Ten digits or fewer is seconds; milliseconds otherwise (ccxt's unit).
+        return v * 1000 if v < 10_000_000_000 else v
+    try:
+        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected an ISO date (2024-01-31, 2024-01-31T12:00Z), "
+            "epoch seconds/milliseconds, 'now', or an age such as 30d or 12h"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1000)
+
+
+def fmt_ms(ms: int | None) -> str:
+    """ISO-8601 UTC text of an epoch-millisecond time, minute resolution where exact."""
+    if ms is None:
+        return "-"
+    dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=int(ms))
+    if dt.second == 0 and dt.microsecond == 0:
+        return dt.strftime("%Y-%m-%d %H:%M")
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def floor_ms(ms: int, tf_ms: int) -> int:
+    return ms - ms % tf_ms
