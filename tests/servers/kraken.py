@@ -166,8 +166,12 @@ class Handler(BaseHTTPRequestHandler):
             return (api / "ccxt-static-derived" / "asset_pairs.json").read_bytes()
         if path == "/0/public/Time":
             now_s = st.now_ms // 1000
-            return _ok({"unixtime": now_s, "rfc1123": time.strftime(
-                "%a, %d %b %y %H:%M:%S +0000", time.gmtime(now_s))})
+            return _ok(
+                {
+                    "unixtime": now_s,
+                    "rfc1123": time.strftime("%a, %d %b %y %H:%M:%S +0000", time.gmtime(now_s)),
+                }
+            )
         if path == "/0/public/OHLC":
             return self._ohlc(q)
         if path == "/0/public/Trades":
@@ -185,15 +189,26 @@ class Handler(BaseHTTPRequestHandler):
         rows = rows[rows[:, 0] <= now_s]  # up to and including the candle still forming
         since = int(q["since"]) if "since" in q else None
         if st.depth is not None:
-            rows = rows[-(st.depth + 1):]  # Kraken: the newest 720 whatever `since` says
+            rows = rows[-(st.depth + 1) :]  # Kraken: the newest 720 whatever `since` says
             if since is not None:
                 rows = rows[rows[:, 0] > since]
         else:
             if since is not None:
                 rows = rows[rows[:, 0] > since]
             rows = rows[: st.page]
-        out = [[int(r[0]), f"{r[1]:.1f}", f"{r[2]:.1f}", f"{r[3]:.1f}", f"{r[4]:.1f}",
-                f"{(r[1] + r[4]) / 2:.1f}", f"{r[5]:.8f}", int(r[6])] for r in rows]
+        out = [
+            [
+                int(r[0]),
+                f"{r[1]:.1f}",
+                f"{r[2]:.1f}",
+                f"{r[3]:.1f}",
+                f"{r[4]:.1f}",
+                f"{(r[1] + r[4]) / 2:.1f}",
+                f"{r[5]:.8f}",
+                int(r[6]),
+            ]
+            for r in rows
+        ]
         last = out[-1][0] if out else (since or 0)
         return _ok({pair: out, "last": last})
 
@@ -209,13 +224,19 @@ class Handler(BaseHTTPRequestHandler):
         now_ns = st.now_ms * 1_000_000
         # Kraken reads a small `since` as seconds (what ccxt sends) and a huge one as the
         # nanosecond cursor from a previous `last`.
-        lo = np.searchsorted(ns, since * 1_000_000_000, "left") if since < 10**12 else (
-            np.searchsorted(ns, since, "right"))
+        lo = (
+            np.searchsorted(ns, since * 1_000_000_000, "left")
+            if since < 10**12
+            else (np.searchsorted(ns, since, "right"))
+        )
         hi = min(lo + count, int(np.searchsorted(ns, now_ns, "left")))
         chunk = tape[lo:hi]
         out = [[f"{r[1]:.1f}", f"{r[2]:.8f}", r[0] / 1e9, "b", "m", "", int(r[3])] for r in chunk]
-        last = str(int(chunk[-1][0])) if len(chunk) else str(since if since >= 10**12 else
-                                                               since * 1_000_000_000)
+        last = (
+            str(int(chunk[-1][0]))
+            if len(chunk)
+            else str(since if since >= 10**12 else since * 1_000_000_000)
+        )
         return _ok({pair: out, "last": last})
 
 

@@ -9,8 +9,9 @@ import typer
 from tradekit.cli.main import state
 from tradekit.cli.options import JsonOpt
 
-app = typer.Typer(help="Create, show and edit tradekit.toml.", no_args_is_help=True,
-                  rich_markup_mode=None)
+app = typer.Typer(
+    help="Create, show and edit tradekit.toml.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @app.command("init")
@@ -57,8 +58,10 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 def set_(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="SECTION.KEY", help="e.g. risk.max_open_positions")],
-    value: Annotated[str, typer.Argument(metavar="VALUE", help="Read as the key's type; lists "
-                                         "as a,b or TOML [..].")],
+    value: Annotated[
+        str,
+        typer.Argument(metavar="VALUE", help="Read as the key's type; lists as a,b or TOML [..]."),
+    ],
 ) -> None:
     """Set one key in the config file, keeping its comments; the result is validated first."""
     import os

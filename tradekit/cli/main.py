@@ -8,6 +8,7 @@ fast; each command imports its stage inside the function body.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -62,7 +63,7 @@ def state(ctx: typer.Context) -> AppState:
 
 def _version(value: bool) -> None:
     if value:
-        print(f"tradekit {__version__}")
+        sys.stdout.write(f"tradekit {__version__}\n")
         raise typer.Exit()
 
 
@@ -72,22 +73,39 @@ LEVELS = ("debug", "info", "warning", "error")
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Annotated[str | None, typer.Option(
-        "--config", "-c", metavar="PATH",
-        help="Config file [default: $TRADEKIT_CONFIG, else ./tradekit.toml, else built-ins].",
-    )] = None,
-    log_level: Annotated[str, typer.Option(
-        "--log-level", metavar="LEVEL", help="debug, info, warning or error; debug shows tracebacks.",
-        envvar="TRADEKIT_LOG_LEVEL",
-    )] = "info",
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            "-c",
+            metavar="PATH",
+            help="Config file [default: $TRADEKIT_CONFIG, else ./tradekit.toml, else built-ins].",
+        ),
+    ] = None,
+    log_level: Annotated[
+        str,
+        typer.Option(
+            "--log-level",
+            metavar="LEVEL",
+            help="debug, info, warning or error; debug shows tracebacks.",
+            envvar="TRADEKIT_LOG_LEVEL",
+        ),
+    ] = "info",
     log_json: Annotated[bool, typer.Option("--log-json", help="Log JSON lines on stderr.")] = False,
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.",
-    )] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
 ) -> None:
     if log_level.lower() not in LEVELS:
-        raise typer.BadParameter(f"{log_level!r} is not one of {', '.join(LEVELS)}",
-                                 param_hint="--log-level")
+        raise typer.BadParameter(
+            f"{log_level!r} is not one of {', '.join(LEVELS)}", param_hint="--log-level"
+        )
     ctx.obj = AppState(config_path=config, log_level=log_level.lower(), log_json=log_json)
     tklog.setup(log_level.lower(), log_json)
 
@@ -110,10 +128,8 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def _error(message: str) -> None:
-    try:
-        print(f"tradekit: error: {message}", file=sys.stderr)
-    except (BrokenPipeError, ValueError):
-        pass
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        sys.stderr.write(f"tradekit: error: {message}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +167,10 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        _error(f"internal error: {type(e).__name__}: {e} (run with --log-level debug for "
-               "the traceback)")
+        _error(
+            f"internal error: {type(e).__name__}: {e} (run with --log-level debug for "
+            "the traceback)"
+        )
         code = 70
     try:
         sys.stdout.flush()

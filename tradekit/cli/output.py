@@ -33,11 +33,16 @@ def emit_text(text: str) -> None:
 
 def say(message: str) -> None:
     """A line for people, on stderr."""
-    print(message, file=sys.stderr)
+    sys.stderr.write(message + "\n")
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]],
-          *, justify_right: Sequence[str] = ()) -> None:
+def table(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    justify_right: Sequence[str] = (),
+) -> None:
     """A rich table on stderr."""
     from rich.console import Console
     from rich.table import Table
@@ -60,7 +65,12 @@ def progress(description: str, total: float | None) -> Iterator[Callable[[float]
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), transient=True) as p:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        transient=True,
+    ) as p:
         task = p.add_task(description, total=total)
         yield lambda completed: p.update(task, completed=completed)

@@ -18,8 +18,15 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PROBLEM_CHECKS = (
-    "gaps", "duplicates", "unsorted", "misaligned", "nan", "non_positive", "negative_volume",
-    "high_below_low", "outside_range",
+    "gaps",
+    "duplicates",
+    "unsorted",
+    "misaligned",
+    "nan",
+    "non_positive",
+    "negative_volume",
+    "high_below_low",
+    "outside_range",
 )
 
 
@@ -51,8 +58,9 @@ def check_symbol(g: pd.DataFrame, tf_ms: int) -> dict[str, Any]:
     import numpy as np
 
     ts = g["timestamp"].astype("int64").to_numpy()
-    o, h, lo, c, v = (g[k].to_numpy(dtype="float64") for k in
-                      ("open", "high", "low", "close", "volume"))
+    o, h, lo, c, v = (
+        g[k].to_numpy(dtype="float64") for k in ("open", "high", "low", "close", "volume")
+    )
     prices = np.vstack([o, h, lo, c])
     finite = np.isfinite(prices).all(axis=0) & np.isfinite(v)
     out: dict[str, Any] = {
@@ -73,8 +81,10 @@ def check_symbol(g: pd.DataFrame, tf_ms: int) -> dict[str, Any]:
     ts_sorted = np.sort(ts)
     dup_sorted = np.concatenate([[False], np.diff(ts_sorted) == 0])
     if dup_sorted.any():  # the mask is in sorted order: take "first" from the sorted times
-        found["duplicates"] = {"count": int(dup_sorted.sum()),
-                               "first": _first(dup_sorted, ts_sorted)}
+        found["duplicates"] = {
+            "count": int(dup_sorted.sum()),
+            "first": _first(dup_sorted, ts_sorted),
+        }
     add("misaligned", ts % tf_ms != 0)
     add("nan", ~finite)
     add("non_positive", finite & (prices <= 0).any(axis=0))
@@ -93,16 +103,19 @@ def check_symbol(g: pd.DataFrame, tf_ms: int) -> dict[str, Any]:
                 "count": int(holes.sum()),
                 "missing_candles": missing,
                 "first": fmt_ms(int(aligned[:-1][holes][0]) + tf_ms),
-                "largest": {"from": fmt_ms(int(aligned[k]) + tf_ms),
-                            "missing_candles": int(steps[k] - 1)},
+                "largest": {
+                    "from": fmt_ms(int(aligned[k]) + tf_ms),
+                    "missing_candles": int(steps[k] - 1),
+                },
             }
     out["zero_volume"] = int((np.isfinite(v) & (v == 0)).sum())
     out["problems"] = found
     return out
 
 
-def check_frame(df: pd.DataFrame, timeframe: str | None, label: str,
-                meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def check_frame(
+    df: pd.DataFrame, timeframe: str | None, label: str, meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     meta = meta or {}
     for c in ("symbol", "timestamp"):
         n_null = int(df[c].isna().sum())

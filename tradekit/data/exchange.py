@@ -118,7 +118,12 @@ def call(
                 ) from None
             log.warning(
                 "%s: %s: %s; retry %d/%d in %.1fs",
-                ex.id, what, describe(e), attempt + 1, retry.retries, delay,
+                ex.id,
+                what,
+                describe(e),
+                attempt + 1,
+                retry.retries,
+                delay,
             )
             time.sleep(delay)
             delay = min(max(delay * 2, 0.0), retry.max_backoff_s)
@@ -171,9 +176,12 @@ def exchange_now_ms(ex: Any, retry: RetryPolicy) -> int:
 
     if ex.has.get("fetchTime"):
         try:
-            t = call(ex, ex.fetch_time, retry=RetryPolicy(retries=min(retry.retries, 1),
-                                                         backoff_s=retry.backoff_s),
-                     what="reading the server time")
+            t = call(
+                ex,
+                ex.fetch_time,
+                retry=RetryPolicy(retries=min(retry.retries, 1), backoff_s=retry.backoff_s),
+                what="reading the server time",
+            )
             if t:
                 return int(t)
         except ExternalError as e:

@@ -120,7 +120,13 @@ def ohlc_pages(
     while cursor < end_ms:
         counter.n += 1
         rows = call(
-            ex, ex.fetch_ohlcv, symbol, timeframe, cursor, limit, retry=retry,
+            ex,
+            ex.fetch_ohlcv,
+            symbol,
+            timeframe,
+            cursor,
+            limit,
+            retry=retry,
             what=f"OHLC {symbol} {timeframe}",
         )
         # Closed only: the exchange's last row is usually the candle still forming.
@@ -184,14 +190,31 @@ def trade_pages(
     while True:
         counter.n += 1
         if kraken_cursor is not None:
-            trades = call(ex, ex.fetch_trades, symbol, None, TRADES_PAGE, {"since": kraken_cursor},
-                          retry=retry, what=f"trades {symbol}")
+            trades = call(
+                ex,
+                ex.fetch_trades,
+                symbol,
+                None,
+                TRADES_PAGE,
+                {"since": kraken_cursor},
+                retry=retry,
+                what=f"trades {symbol}",
+            )
         else:
-            trades = call(ex, ex.fetch_trades, symbol, cursor_ms, TRADES_PAGE,
-                          retry=retry, what=f"trades {symbol}")
+            trades = call(
+                ex,
+                ex.fetch_trades,
+                symbol,
+                cursor_ms,
+                TRADES_PAGE,
+                retry=retry,
+                what=f"trades {symbol}",
+            )
         fresh = [
-            t for t in trades
-            if t["timestamp"] is not None and t["timestamp"] >= since_ms
+            t
+            for t in trades
+            if t["timestamp"] is not None
+            and t["timestamp"] >= since_ms
             and str(t.get("id")) not in seen_at_cursor
         ]
         fresh.sort(key=lambda t: t["timestamp"])
@@ -239,22 +262,25 @@ def _start_ms(
     return end - end % tf - depth * tf
 
 
-def run_fetch(req: FetchRequest, *, keep_frame: bool, progress: Progress | None = None
-              ) -> FetchResult:
+def run_fetch(
+    req: FetchRequest, *, keep_frame: bool, progress: Progress | None = None
+) -> FetchResult:
     """Fetch every symbol of ``req``; append to the store and/or keep the frame."""
     t0 = time.perf_counter()
     tf = timeframe_ms(req.timeframe)
     if req.until_ms is not None and req.since_ms is not None and req.until_ms <= req.since_ms:
-        raise UsageError(f"--until {fmt_ms(req.until_ms)} is not after --since "
-                         f"{fmt_ms(req.since_ms)}")
+        raise UsageError(
+            f"--until {fmt_ms(req.until_ms)} is not after --since {fmt_ms(req.since_ms)}"
+        )
     store = Store(req.store) if req.store else None
     if req.exchange == "sample":
         from tradekit.data.sample import fetch_sample
 
         return fetch_sample(req, store, keep_frame=keep_frame, started=t0)
 
-    ex = open_exchange(req.exchange, api_url=req.api_url, timeout_s=req.timeout_s,
-                       rate_limit=req.rate_limit)
+    ex = open_exchange(
+        req.exchange, api_url=req.api_url, timeout_s=req.timeout_s, rate_limit=req.rate_limit
+    )
     load_markets(ex, req.retry)
     symbols = [resolve_symbol(ex, s) for s in req.symbols]
     resolve_timeframe(ex, req.timeframe)
@@ -284,25 +310,27 @@ def run_fetch(req: FetchRequest, *, keep_frame: bool, progress: Progress | None 
         kept: list[pd.DataFrame] = []
         last_flush = time.monotonic()
 
-        def flush(symbol: str = symbol, res: SymbolResult = res,
-                  pending: list[pd.DataFrame] = pending) -> None:
+        def flush(
+            symbol: str = symbol, res: SymbolResult = res, pending: list[pd.DataFrame] = pending
+        ) -> None:
             if store is not None and pending:
-                res.added += store.append(req.exchange, req.timeframe, symbol,
-                                          candles.merge(None, _concat(pending)))
+                res.added += store.append(
+                    req.exchange, req.timeframe, symbol, candles.merge(None, _concat(pending))
+                )
             pending.clear()
 
         try:
             for page in pages_fn(ex, symbol, req.timeframe, start, end, req.retry, counter):
                 if not page:
                     continue
-                frame = candles.from_rows(symbol, page)
-                res.fetched += len(frame)
+                chunk = candles.from_rows(symbol, page)
+                res.fetched += len(chunk)
                 first, last = int(page[0][0]), int(page[-1][0])
                 res.first_ms = first if res.first_ms is None else min(res.first_ms, first)
                 res.last_ms = last if res.last_ms is None else max(res.last_ms, last)
-                pending.append(frame)
+                pending.append(chunk)
                 if keep_frame:
-                    kept.append(frame)
+                    kept.append(chunk)
                 if progress:
                     progress(symbol, last + tf)
                 if store is not None and time.monotonic() - last_flush >= req.flush_s:
@@ -336,8 +364,14 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else candles.empty()
 
 
-def read_span(store: Store, exchange: str, timeframe: str, symbols: list[str],
-              since_ms: int | None, until_ms: int | None) -> pd.DataFrame:
+def read_span(
+    store: Store,
+    exchange: str,
+    timeframe: str,
+    symbols: list[str],
+    since_ms: int | None,
+    until_ms: int | None,
+) -> pd.DataFrame:
     """The stored candles of ``symbols`` in [since, until), for ``-o`` next to ``--store``."""
     parts = []
     for s in symbols:

@@ -20,12 +20,48 @@ if TYPE_CHECKING:
     import pandas as pd
 
 # Kraken's legacy asset codes; the rest are the plain ticker.
-_ASSET = {"XBT": "BTC", "XXBT": "BTC", "XDG": "DOGE", "XXDG": "DOGE", "XETH": "ETH",
-          "XLTC": "LTC", "XXRP": "XRP", "XXLM": "XLM", "XETC": "ETC", "XXMR": "XMR",
-          "XZEC": "ZEC", "XREP": "REP", "ZUSD": "USD", "ZEUR": "EUR", "ZGBP": "GBP",
-          "ZCAD": "CAD", "ZJPY": "JPY", "ZAUD": "AUD", "ZCHF": "CHF"}
-_QUOTES = ("USDT", "USDC", "PYUSD", "ZUSD", "ZEUR", "ZGBP", "ZCAD", "ZJPY", "USD", "EUR", "GBP",
-           "CAD", "JPY", "CHF", "AUD", "DAI", "XBT", "ETH", "DOT")
+_ASSET = {
+    "XBT": "BTC",
+    "XXBT": "BTC",
+    "XDG": "DOGE",
+    "XXDG": "DOGE",
+    "XETH": "ETH",
+    "XLTC": "LTC",
+    "XXRP": "XRP",
+    "XXLM": "XLM",
+    "XETC": "ETC",
+    "XXMR": "XMR",
+    "XZEC": "ZEC",
+    "XREP": "REP",
+    "ZUSD": "USD",
+    "ZEUR": "EUR",
+    "ZGBP": "GBP",
+    "ZCAD": "CAD",
+    "ZJPY": "JPY",
+    "ZAUD": "AUD",
+    "ZCHF": "CHF",
+}
+_QUOTES = (
+    "USDT",
+    "USDC",
+    "PYUSD",
+    "ZUSD",
+    "ZEUR",
+    "ZGBP",
+    "ZCAD",
+    "ZJPY",
+    "USD",
+    "EUR",
+    "GBP",
+    "CAD",
+    "JPY",
+    "CHF",
+    "AUD",
+    "DAI",
+    "XBT",
+    "ETH",
+    "DOT",
+)
 _NAME_RE = re.compile(r"^([A-Z0-9]+)_(\d+)$")
 COLUMNS = ["time", "open", "high", "low", "close", "volume", "trades"]
 
@@ -65,8 +101,9 @@ def infer(path: Path) -> tuple[str | None, str | None]:
     return altname_to_symbol(m.group(1)), minutes_to_timeframe(int(m.group(2)))
 
 
-def read_kraken_csv(path: str | Path, symbol: str | None = None,
-                    timeframe: str | None = None) -> Imported:
+def read_kraken_csv(
+    path: str | Path, symbol: str | None = None, timeframe: str | None = None
+) -> Imported:
     import pandas as pd
 
     p = Path(path)
@@ -76,12 +113,20 @@ def read_kraken_csv(path: str | Path, symbol: str | None = None,
     symbol = symbol or guess_sym
     timeframe = timeframe or guess_tf
     if not symbol:
-        raise UsageError(f"{p}: cannot tell the symbol from the file name; pass --symbol BASE/QUOTE")
+        raise UsageError(
+            f"{p}: cannot tell the symbol from the file name; pass --symbol BASE/QUOTE"
+        )
     if not timeframe:
         raise UsageError(f"{p}: cannot tell the timeframe from the file name; pass --timeframe")
     try:
-        raw = pd.read_csv(p, header=None, dtype=str, skip_blank_lines=True,
-                          compression="infer", keep_default_na=False)
+        raw = pd.read_csv(
+            p,
+            header=None,
+            dtype=str,
+            skip_blank_lines=True,
+            compression="infer",
+            keep_default_na=False,
+        )
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: empty file, no candles") from None
     except pd.errors.ParserError as e:
@@ -89,8 +134,9 @@ def read_kraken_csv(path: str | Path, symbol: str | None = None,
         ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", detail)
         if ragged:
             want, line, saw = ragged.groups()
-            raise InputError(f"{p}:{line}: expected {want} columns like the first row, got "
-                             f"{saw}") from None
+            raise InputError(
+                f"{p}:{line}: expected {want} columns like the first row, got {saw}"
+            ) from None
         raise InputError(f"{p}: not a Kraken OHLCVT CSV ({detail})") from None
     except UnicodeDecodeError:
         raise InputError(f"{p}: not a text CSV file") from None
@@ -123,13 +169,15 @@ def read_kraken_csv(path: str | Path, symbol: str | None = None,
     secs = nums["time"]
     if (secs % 1 != 0).any() or (secs < 0).any():
         i = int(((secs % 1 != 0) | (secs < 0)).argmax())
-        raise InputError(f"{p}:{first_line + i}: time {raw['time'].iloc[i]!r} is not whole "
-                         "epoch seconds")
+        raise InputError(
+            f"{p}:{first_line + i}: time {raw['time'].iloc[i]!r} is not whole epoch seconds"
+        )
     df = pd.DataFrame(
         {
             "symbol": pd.Series([symbol] * len(secs), dtype="str"),
-            "timestamp": pd.to_datetime(secs.astype("int64") * 1000, unit="ms", utc=True)
-            .as_unit("ms"),
+            "timestamp": pd.to_datetime(secs.astype("int64") * 1000, unit="ms", utc=True).as_unit(
+                "ms"
+            ),
             **{c: nums[c] for c in ("open", "high", "low", "close", "volume")},
         }
     )
@@ -140,8 +188,9 @@ def read_kraken_csv(path: str | Path, symbol: str | None = None,
         conflict = dup & ~full_dup
         if conflict.any():
             i = int(conflict.to_numpy().argmax())
-            raise InputError(f"{p}:{first_line + i}: a second, different row for time "
-                             f"{raw['time'].iloc[i]}")
+            raise InputError(
+                f"{p}:{first_line + i}: a second, different row for time {raw['time'].iloc[i]}"
+            )
     dropped = int(dup.sum())
     df = candles.merge(None, df[~dup])
     return Imported(df, symbol, timeframe, len(df), dropped)

@@ -57,8 +57,10 @@ def load(symbol: str) -> pd.DataFrame:
             {
                 "symbol": pd.Series([symbol] * len(raw), dtype="str"),
                 "timestamp": ts,
-                **{c: raw[f"{coin}.{c}"].astype("float64") for c in
-                   ("open", "high", "low", "close", "volume")},
+                **{
+                    c: raw[f"{coin}.{c}"].astype("float64")
+                    for c in ("open", "high", "low", "close", "volume")
+                },
             }
         )
     except (KeyError, ValueError) as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ class Store:
         p = self.path(exchange, timeframe, symbol)
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(p.with_name("." + p.name + ".lock"), "a")
+            fh = open(p.with_name("." + p.name + ".lock"), "a")  # noqa: SIM115 - held below
         except OSError as e:
             raise InputError(f"{p.parent}: cannot write the store: {e.strerror}") from None
         with fh:
@@ -93,19 +94,46 @@ class Store:
         """Merge ``new`` candles into the symbol's file; returns how many rows were added."""
         if new.empty:
             return 0
+        new = candles.merge(None, new)
+        p = self.path(exchange, timeframe, symbol)
+        meta = {"exchange": exchange, "timeframe": timeframe, "symbol": symbol}
         with self.lock(exchange, timeframe, symbol):
+            last = self.last_ms(exchange, timeframe, symbol)
+            if last is not None and int(new["timestamp"].astype("int64").iloc[0]) > last:
+                # The cron case: everything is newer. Concatenate Arrow tables; no pandas
+                # round trip of the stored rows, no re-sort.
+                self._append_after(p, new, meta, exchange, timeframe)
+                return len(new)
             old = self.read(exchange, timeframe, symbol)
             merged = candles.merge(old, new)
             added = len(merged) - (0 if old is None else len(old))
             if added:
-                meta = {"exchange": exchange, "timeframe": timeframe, "symbol": symbol}
-                write_table(merged, self.path(exchange, timeframe, symbol), OHLCV, meta)
+                write_table(merged, p, OHLCV, meta)
             return added
+
+    def _append_after(
+        self, p: Path, new: pd.DataFrame, meta: dict[str, Any], exchange: str, timeframe: str
+    ) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from tradekit.contracts import check_arrow_schema, to_table
+        from tradekit.fsutil import atomic_path
+
+        try:
+            old = pq.read_table(p)
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(f"{p}: not a readable Parquet file ({e})") from None
+        check_arrow_schema(old.schema, OHLCV, str(p))
+        stored = json.loads((old.schema.metadata or {}).get(b"tradekit.meta", b"{}"))
+        self._check_meta(p, stored, exchange, timeframe)
+        add = to_table(new, OHLCV, meta)
+        table = pa.concat_tables([old.cast(add.schema), add])
+        with atomic_path(p) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
 
     def entry(self, p: Path) -> Entry | None:
         """What one store file holds, from its footer only (no row data is read)."""
-        import json
-
         import pyarrow.parquet as pq
 
         if not p.exists():

