@@ -112,12 +112,10 @@ def fetch(
         retry=RetryPolicy(cfg.exchange.retries, cfg.exchange.retry_backoff_s),
         flush_s=cfg.data.flush_s,
     )
-    with out.progress(f"fetch {ex_id} {tf}", None) as update:
-        done = {s: 0 for s in wanted}
+    with out.status(f"fetch {ex_id} {tf}") as update:
 
         def on_page(symbol: str, cursor_ms: int) -> None:
-            done[symbol] = cursor_ms
-            update(float(sum(1 for v in done.values() if v)))
+            update(f"fetch {ex_id} {tf} {symbol}: up to {fmt_ms(cursor_ms)}")
 
         result = run_fetch(req, keep_frame=bool(output) and not store, progress=on_page)
     if output:

@@ -49,7 +49,7 @@ def table(
 
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
-        t.add_column(c, justify="right" if c in justify_right else "left")
+        t.add_column(c, justify="right" if c in justify_right else "left", no_wrap=True)
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     # Piped stderr (logs, CI) gets a wide fixed width instead of rich's 80 columns.
@@ -58,19 +58,12 @@ def table(
 
 
 @contextlib.contextmanager
-def progress(description: str, total: float | None) -> Iterator[Callable[[float], None]]:
-    """A progress bar on stderr when it is a terminal; yields ``update(completed)``."""
+def status(description: str) -> Iterator[Callable[[str], None]]:
+    """A live status line on stderr when it is a terminal; yields ``update(text)``."""
     if not sys.stderr.isatty():
-        yield lambda completed: None
+        yield lambda text: None
         return
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.console import Console
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        transient=True,
-    ) as p:
-        task = p.add_task(description, total=total)
-        yield lambda completed: p.update(task, completed=completed)
+    with Console(stderr=True).status(description) as live:
+        yield lambda text: live.update(text)
