@@ -180,10 +180,16 @@ def test_module_level_imports_are_light():
 
 
 def test_shell_completion_offers_commands():
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "_TRADEKIT_COMPLETE": "complete_bash",
-           "COMP_WORDS": "tradekit da", "COMP_CWORD": "1"}
-    r = subprocess.run([sys.executable, "-m", "tradekit"], capture_output=True, text=True,
-                       env=env, timeout=60)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "_TRADEKIT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "tradekit da",
+        "COMP_CWORD": "1",
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "tradekit"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert r.stdout.split() == ["data"]
     scripts = {p.name: p.read_text() for p in (ROOT / "completions").iterdir()}
     assert set(scripts) == {"tradekit.bash", "_tradekit", "tradekit.fish"}
