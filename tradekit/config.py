@@ -649,6 +649,11 @@ def set_value(path: Path, dotted: str, text: str) -> Any:
         )
     types_ = _field_types(SECTIONS[section])
     if key not in types_:
+        if (section, key) not in _SECRET_EXEMPT and any(w in key for w in _SECRET_WORDS):
+            raise ConfigError(
+                f"[{section}] {key}: secrets never live in the TOML; set it in the "
+                f"environment or .env ({', '.join(SECRET_ENV.values())})"
+            )
         close = difflib.get_close_matches(key, list(types_), n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ConfigError(f"[{section}] {key}: unknown key{hint}")
@@ -660,7 +665,12 @@ def set_value(path: Path, dotted: str, text: str) -> Any:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     if section not in doc:
         doc.add(section, tomlkit.table())
-    doc[section][key] = value  # type: ignore[index]
+    if isinstance(value, dict):  # stay on its line as `key = {...}`, beside its comment
+        inline = tomlkit.inline_table()
+        inline.update(value)
+        doc[section][key] = inline  # type: ignore[index]
+    else:
+        doc[section][key] = value  # type: ignore[index]
     new = tomlkit.dumps(doc)
     # Validate the result as a whole before anything touches the disk.
     raw = tomllib.loads(new)

@@ -54,7 +54,11 @@ def infer_timeframe_ms(df: pd.DataFrame) -> int | None:
     return int(values[counts.argmax()])
 
 
-def check_symbol(g: pd.DataFrame, tf_ms: int) -> dict[str, Any]:
+def check_symbol(
+    g: pd.DataFrame, tf_ms: int, out_of_order: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One symbol's rows, in file order. ``out_of_order`` marks rows that break the file's
+    symbol order (found by :func:`check_frame`); they count as unsorted."""
     import numpy as np
 
     ts = g["timestamp"].astype("int64").to_numpy()
@@ -76,7 +80,10 @@ def check_symbol(g: pd.DataFrame, tf_ms: int) -> dict[str, Any]:
             found[name] = {"count": n, "first": _first(mask, ts)}
 
     d = np.diff(ts)
-    add("unsorted", np.concatenate([[False], d < 0]))
+    unsorted = np.concatenate([[False], d < 0])
+    if out_of_order is not None:
+        unsorted |= out_of_order
+    add("unsorted", unsorted)
     uniq = np.unique(ts)
     ts_sorted = np.sort(ts)
     dup_sorted = np.concatenate([[False], np.diff(ts_sorted) == 0])
@@ -128,9 +135,17 @@ def check_frame(
         if timeframe:
             raise  # the user's --timeframe: a usage error
         raise InputError(f"{label}: metadata timeframe: {e}") from None
+    import numpy as np
+
+    df = df.reset_index(drop=True)
+    # A row whose symbol sorts before the previous row's breaks the (symbol, timestamp) order
+    # of the file even when each symbol's own times are in order; readers refuse such a file.
+    sym = df["symbol"].astype(str).to_numpy()
+    back = np.concatenate([[False], sym[1:] < sym[:-1]]) if len(sym) else np.zeros(0, bool)
     symbols = {}
     for symbol, g in df.groupby("symbol", sort=True):
-        symbols[str(symbol)] = check_symbol(g.reset_index(drop=True), tf_ms or 1)
+        rows = g.index.to_numpy()
+        symbols[str(symbol)] = check_symbol(g.reset_index(drop=True), tf_ms or 1, back[rows])
     problems = [
         {"symbol": s, "check": name, **detail}
         for s, r in symbols.items()
@@ -140,9 +155,18 @@ def check_frame(
         "schema": "datacheck/1",
         "file": label,
         "exchange": meta.get("exchange"),
-        "timeframe": tf_name or (f"{tf_ms // 60_000}m" if tf_ms else None),
+        "timeframe": tf_name or (_tf_label(tf_ms) if tf_ms else None),
         "rows": len(df),
         "ok": not problems,
         "symbols": symbols,
         "problems": problems,
     }
+
+
+def _tf_label(tf_ms: int) -> str:
+    """1h rather than 60m; seconds where the spacing is below a minute."""
+    from tradekit.data.importer import minutes_to_timeframe
+
+    if tf_ms % 60_000:
+        return f"{tf_ms / 1000:g}s"
+    return minutes_to_timeframe(tf_ms // 60_000)
