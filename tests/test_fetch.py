@@ -240,30 +240,37 @@ def test_from_trades_builds_the_same_candles_as_the_reference(run_cli, shared_da
     assert pages == 28  # 26,921 trades at 1,000 a page, plus the page that finds none
 
 
+# A long fetch (28 Trades pages) into a store, run as its own process so it can be killed.
+TRADES_FETCH = [
+    sys.executable,
+    "-m",
+    "tradekit",
+    "fetch",
+    "BTC/USDT",
+    "-t",
+    "1h",
+    "--from-trades",
+    "--since",
+    "2023-11-17",
+    "--store",
+]
+
+
+def subprocess_env(url: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TRADEKIT_EXCHANGE__API_URL": url,
+        "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
 def test_killed_fetch_resumes_without_gaps_or_duplicates(shared_data, tmp_path):
     """SIGKILL a long --from-trades fetch into a store, run it again, compare to the truth."""
     with KrakenServer(shared_data, TRADES_NOW_MS, delay_s=0.15) as k:
-        env = {
-            **os.environ,
-            "TRADEKIT_EXCHANGE__API_URL": k.url,
-            "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
-            "TRADEKIT_DATA__FLUSH_S": "0",
-            "PYTHONPATH": str(ROOT),
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "tradekit",
-            "fetch",
-            "BTC/USDT",
-            "-t",
-            "1h",
-            "--from-trades",
-            "--since",
-            "2023-11-17",
-            "--store",
-            str(tmp_path / "s"),
-        ]
+        env = subprocess_env(k.url, TRADEKIT_DATA__FLUSH_S="0")
+        cmd = [*TRADES_FETCH, str(tmp_path / "s")]
         store_file = tmp_path / "s" / "kraken" / "1h" / "BTC_USDT.parquet"
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
@@ -287,26 +294,8 @@ def test_killed_fetch_resumes_without_gaps_or_duplicates(shared_data, tmp_path):
 
 def test_sigterm_saves_finished_candles_and_exits_130(shared_data, tmp_path):
     with KrakenServer(shared_data, TRADES_NOW_MS, delay_s=0.15) as k:
-        env = {
-            **os.environ,
-            "TRADEKIT_EXCHANGE__API_URL": k.url,
-            "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
-            "PYTHONPATH": str(ROOT),
-        }
-        cmd = [
-            sys.executable,
-            "-m",
-            "tradekit",
-            "fetch",
-            "BTC/USDT",
-            "-t",
-            "1h",
-            "--from-trades",
-            "--since",
-            "2023-11-17",
-            "--store",
-            str(tmp_path / "s"),
-        ]
+        env = subprocess_env(k.url)
+        cmd = [*TRADES_FETCH, str(tmp_path / "s")]
         proc = subprocess.Popen(
             cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
