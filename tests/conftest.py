@@ -22,6 +22,11 @@ def shared_data_dir() -> Path | None:
     return p if p.is_dir() else None
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """Environment for ``python -m tradekit`` in a child process, run from this checkout."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (or $TRADEKIT_TEST_DATA). A user's clone has none: those tests skip,

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, cli_env
 from tradekit import __version__
 
-HEAVY = (
+# Modules that `--help` must not load; the first ten must not be imported at module level.
+LAZY = (
     "pandas",
     "numpy",
     "pyarrow",
@@ -24,16 +24,14 @@ HEAVY = (
     "fabric",
     "matplotlib",
     "httpx",
-    "tomlkit",
-    "rich",
 )
+HEAVY = (*LAZY, "tomlkit", "rich")
 
 
-def _python(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _python(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, *args], capture_output=True, text=True, env=env, timeout=60, **kw
-    )  # type: ignore[call-overload]
+        [sys.executable, *args], capture_output=True, text=True, env=cli_env(**env), timeout=60
+    )
 
 
 @pytest.mark.parametrize(
@@ -98,7 +96,7 @@ def test_bad_input_is_one_line_and_debug_adds_the_traceback(run_cli):
 
 def test_broken_pipe_exits_141_without_traceback(tmp_path):
     pytest.importorskip("pandas")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = cli_env()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -154,18 +152,6 @@ def test_library_never_imports_the_cli():
 
 def test_module_level_imports_are_light():
     """Heavy libraries are imported inside functions only (fast start, DESIGN.md)."""
-    heavy_roots = {
-        "pandas",
-        "numpy",
-        "pyarrow",
-        "ccxt",
-        "lightgbm",
-        "torch",
-        "numba",
-        "fabric",
-        "matplotlib",
-        "httpx",
-    }
     offenders = []
     for path in (ROOT / "tradekit").rglob("*.py"):
         tree = ast.parse(path.read_text())
@@ -175,20 +161,17 @@ def test_module_level_imports_are_light():
                 mods = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module:
                 mods = [node.module]
-            offenders += [f"{path.name}: {m}" for m in mods if m.split(".")[0] in heavy_roots]
+            offenders += [f"{path.name}: {m}" for m in mods if m.split(".")[0] in LAZY]
     assert offenders == []
 
 
 def test_shell_completion_offers_commands():
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "_TRADEKIT_COMPLETE": "complete_bash",
-        "COMP_WORDS": "tradekit da",
-        "COMP_CWORD": "1",
-    }
-    r = subprocess.run(
-        [sys.executable, "-m", "tradekit"], capture_output=True, text=True, env=env, timeout=60
+    r = _python(
+        "-m",
+        "tradekit",
+        _TRADEKIT_COMPLETE="complete_bash",
+        COMP_WORDS="tradekit da",
+        COMP_CWORD="1",
     )
     assert r.stdout.split() == ["data"]
     scripts = {p.name: p.read_text() for p in (ROOT / "completions").iterdir()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import OHLC_NOW_MS, ROOT, TRADES_NOW_MS
+from tests.conftest import OHLC_NOW_MS, TRADES_NOW_MS, cli_env
 from tests.servers.kraken import KrakenServer, hourly
 from tradekit.contracts import read_ohlcv
 
@@ -257,13 +256,7 @@ TRADES_FETCH = [
 
 
 def subprocess_env(url: str, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "TRADEKIT_EXCHANGE__API_URL": url,
-        "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
-        "PYTHONPATH": str(ROOT),
-        **extra,
-    }
+    return cli_env(TRADEKIT_EXCHANGE__API_URL=url, TRADEKIT_EXCHANGE__RATE_LIMIT="false", **extra)
 
 
 def test_killed_fetch_resumes_without_gaps_or_duplicates(shared_data, tmp_path):

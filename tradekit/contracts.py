@@ -42,10 +42,6 @@ class Schema:
     extra_kind: str = "float"  # kind of any extra column
     required_meta: tuple[str, ...] = field(default=())
 
-    @property
-    def id(self) -> str:
-        return self.name
-
 
 REGISTRY: dict[str, Schema] = {}
 
@@ -198,10 +194,8 @@ def read_table(
         check_arrow_schema(table.schema, schema, label)
     df = table.to_pandas()
     if schema is not None:
-        if "ts" in schema.columns.values():
-            for c, k in schema.columns.items():
-                if k == "ts":
-                    df[c] = df[c].dt.as_unit("ms")
+        for c in (c for c, k in schema.columns.items() if k == "ts"):
+            df[c] = df[c].dt.as_unit("ms")
         if strict:
             validate_frame(df, schema, label)
     return df, meta

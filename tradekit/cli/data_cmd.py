@@ -84,9 +84,7 @@ def import_(
         )
         frames.append(df)
     if output:
-        import pandas as pd
-
-        merged = candles.merge(None, pd.concat(frames, ignore_index=True))
+        merged = candles.combine(frames)
         write_ohlcv(
             merged,
             output,

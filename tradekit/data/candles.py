@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from tradekit.contracts import OHLCV_COLUMNS
@@ -56,17 +56,18 @@ def normalize(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["symbol", "timestamp"], kind="stable").reset_index(drop=True)
 
 
-def merge(existing: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
-    """Union of two frames; where both hold a candle, the existing one stays.
+def combine(frames: Iterable[pd.DataFrame | None]) -> pd.DataFrame:
+    """Union of candle frames in contract order; where several hold a candle, the first wins.
 
-    A stored closed candle is final: appending never rewrites history.
+    A stored closed candle is final: pass the stored frame first and appending never rewrites
+    history.
     """
     import pandas as pd
 
-    frames = [f for f in (existing, new) if f is not None and len(f)]
-    if not frames:
+    parts = [f for f in frames if f is not None and len(f)]
+    if not parts:
         return empty()
-    both = pd.concat(frames, ignore_index=True)
+    both = pd.concat(parts, ignore_index=True)
     both = both.drop_duplicates(["symbol", "timestamp"], keep="first")
     return normalize(both)
 

@@ -315,7 +315,7 @@ def run_fetch(
         ) -> None:
             if store is not None and pending:
                 res.added += store.append(
-                    req.exchange, req.timeframe, symbol, candles.merge(None, _concat(pending))
+                    req.exchange, req.timeframe, symbol, candles.combine(pending)
                 )
             pending.clear()
 
@@ -354,14 +354,8 @@ def run_fetch(
             frames.extend(kept)
     frame = None
     if keep_frame:
-        frame = candles.merge(None, _concat(frames)) if frames else candles.empty()
+        frame = candles.combine(frames)
     return FetchResult(req.exchange, req.timeframe, results, frame, time.perf_counter() - t0)
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.concat(frames, ignore_index=True) if frames else candles.empty()
 
 
 def read_span(
@@ -378,4 +372,4 @@ def read_span(
         df = store.read(exchange, timeframe, s)
         if df is not None:
             parts.append(candles.between(df, since_ms, until_ms))
-    return candles.merge(None, _concat(parts))
+    return candles.combine(parts)

@@ -192,7 +192,7 @@ def read_kraken_csv(
                 f"{p}:{first_line + i}: a second, different row for time {raw['time'].iloc[i]}"
             )
     dropped = int(dup.sum())
-    df = candles.merge(None, df[~dup])
+    df = candles.combine([df[~dup]])
     return Imported(df, symbol, timeframe, len(df), dropped)
 
 

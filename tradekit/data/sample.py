@@ -71,7 +71,7 @@ def load(symbol: str) -> pd.DataFrame:
 def fetch_sample(
     req: FetchRequest, store: Store | None, *, keep_frame: bool, started: float
 ) -> FetchResult:
-    from tradekit.data.fetch import FetchResult, SymbolResult, _concat
+    from tradekit.data.fetch import FetchResult, SymbolResult
 
     tf = timeframe_ms(req.timeframe)
     base = timeframe_ms(BASE_TF)
@@ -108,5 +108,5 @@ def fetch_sample(
         results.append(res)
         if keep_frame:
             frames.append(df)
-    frame = candles.merge(None, _concat(frames)) if keep_frame else None
+    frame = candles.combine(frames) if keep_frame else None
     return FetchResult("sample", req.timeframe, results, frame, time.perf_counter() - started)

@@ -94,7 +94,7 @@ class Store:
         """Merge ``new`` candles into the symbol's file; returns how many rows were added."""
         if new.empty:
             return 0
-        new = candles.merge(None, new)
+        new = candles.combine([new])
         p = self.path(exchange, timeframe, symbol)
         meta = {"exchange": exchange, "timeframe": timeframe, "symbol": symbol}
         with self.lock(exchange, timeframe, symbol):
@@ -105,7 +105,7 @@ class Store:
                 self._append_after(p, new, meta, exchange, timeframe)
                 return len(new)
             old = self.read(exchange, timeframe, symbol)
-            merged = candles.merge(old, new)
+            merged = candles.combine([old, new])
             added = len(merged) - (0 if old is None else len(old))
             if added:
                 write_table(merged, p, OHLCV, meta)
