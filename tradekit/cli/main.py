@@ -111,9 +111,23 @@ def _root(
 
 
 def _register() -> None:
-    from tradekit.cli import config_cmd, data_cmd, fetch_cmd
+    from tradekit.cli import (
+        backtest_cmd,
+        config_cmd,
+        data_cmd,
+        featurize_cmd,
+        fetch_cmd,
+        gate_cmd,
+        predict_cmd,
+        train_cmd,
+    )
 
     app.command("fetch", no_args_is_help=False)(fetch_cmd.fetch)
+    app.command("featurize")(featurize_cmd.featurize)
+    app.command("train")(train_cmd.train)
+    app.command("predict")(predict_cmd.predict)
+    app.command("backtest")(backtest_cmd.backtest)
+    app.command("gate")(gate_cmd.gate)
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(config_cmd.app, name="config")
 

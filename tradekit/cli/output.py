@@ -67,3 +67,33 @@ def status(description: str) -> Iterator[Callable[[str], None]]:
 
     with Console(stderr=True).status(description) as live:
         yield lambda text: live.update(text)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr when it is a terminal (silent otherwise: logs carry the
+    milestones); yields ``advance(n)``."""
+    if not sys.stderr.isatty():
+
+        def nothing(n: int = 1) -> None:
+            pass
+
+        yield nothing
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield advance
