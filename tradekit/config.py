@@ -139,6 +139,9 @@ class FeaturesConfig:
         ["BTC/USD"], "reference pairs added as context features", _symbols
     )
     label_horizon: int = _opt(12, "candles ahead for the forward-return label", _positive)
+    barrier_width: float = _opt(
+        2.0, "triple-barrier label: barriers at this many sigmas of the horizon", _positive
+    )
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,18 @@ class ModelConfig:
     )
     seed: int = _opt(42, "random seed: same inputs + seed give identical outputs")
     device: str = _opt("auto", "torch device: auto, cpu or cuda", _one_of("auto", "cpu", "cuda"))
+    label: str = _opt(
+        "", "label column to learn (empty: label_return, or label_class for classification)"
+    )
+    per_symbol: bool = _opt(False, "one model per symbol instead of one across symbols")
+    n_estimators: int = _opt(300, "lightgbm: boosting rounds", _positive)
+    learning_rate: float = _opt(0.05, "lightgbm/torch: learning rate", _positive)
+    num_leaves: int = _opt(31, "lightgbm: leaves per tree", _positive)
+    threads: int = _opt(0, "CPU threads for training (0 = all cores)", _non_negative)
+    epochs: int = _opt(10, "lstm/transformer: epochs per fold", _positive)
+    batch_size: int = _opt(256, "lstm/transformer: batch size", _positive)
+    seq_len: int = _opt(32, "lstm/transformer: candles per input window", _positive)
+    hidden: int = _opt(64, "lstm/transformer: hidden size", _positive)
 
 
 @dataclass(frozen=True)
@@ -178,6 +193,10 @@ class PolicyConfig:
     )
     persistence: int = _opt(1, "exit only after this many consecutive negative candles", _positive)
     dip_entry: bool = _opt(False, "enter after a drop once the prediction turns up")
+    dip_frac: float = _opt(
+        0.03, "dip entry: the drop from the recent high that counts as a dip", _fraction
+    )
+    dip_lookback: int = _opt(24, "dip entry: candles that define the recent high", _positive)
 
 
 @dataclass(frozen=True)
@@ -208,6 +227,12 @@ class RiskConfig:
     max_drawdown_halt_frac: float = _opt(
         0.20, "halt new entries at this drawdown from the peak", _fraction
     )
+    min_order_value: float = _opt(
+        5.0, "smallest order in the quote currency (live: the exchange's, if larger)", _non_negative
+    )
+    qty_step: float = _opt(
+        0.0, "order quantity precision (0 = none; live: the exchange's)", _non_negative
+    )
 
 
 @dataclass(frozen=True)
@@ -225,6 +250,10 @@ class GateConfig:
     min_profit_factor: float = _opt(0.0, "lowest profit factor (0 = not checked)", _non_negative)
     min_win_rate: float = _opt(0.0, "lowest win rate (0 = not checked)", _fraction)
     must_beat_buy_and_hold: bool = _opt(False, "require a higher return than buy-and-hold")
+    min_sharpe: float = _opt(0.0, "lowest Sharpe ratio (0 = not checked)", _non_negative)
+    min_psr: float = _opt(
+        0.0, "lowest probabilistic Sharpe ratio, 0..1 (0 = not checked)", _fraction
+    )
 
 
 @dataclass(frozen=True)
