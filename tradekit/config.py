@@ -500,6 +500,29 @@ def _build_section(
     return section
 
 
+def with_overrides(section: Any, name: str, flags: Mapping[str, tuple[str, Any]]) -> Any:
+    """``section`` with command-line values laid over it and checked like the file's.
+
+    ``flags`` maps a key to (flag name, value); None values are left out. A bad value is a
+    usage error naming the flag, e.g. ``--max-drawdown: must be a fraction ...`` (exit 2)."""
+    from tradekit.errors import UsageError
+
+    given = {k: v for k, (_, v) in flags.items() if v is not None}
+    if not given:
+        return section
+    raw = {**dataclasses.asdict(section), **given}
+    try:
+        # Values from typer are already typed: coerce them as TOML values, not text.
+        return _build_section(name, raw, "", {})
+    except ConfigError as e:
+        msg = str(e)
+        for key, (flag, _) in flags.items():
+            prefix = f"[{name}] {key}:"
+            if msg.startswith(prefix) and key in given:
+                raise UsageError(f"{flag}:{msg[len(prefix) :]}") from None
+        raise UsageError(msg) from None
+
+
 def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The config file to use: --config, $TRADEKIT_CONFIG, ./tradekit.toml, or None."""
     if explicit:

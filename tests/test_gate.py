@@ -1,0 +1,172 @@
+"""`tradekit gate`: rules from [gate] or flags, the gate/1 verdict, and its exit codes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradekit.config import GateConfig
+from tradekit.gate import evaluate
+
+GOLDEN = Path(__file__).parent / "golden" / "gate_verdict.json"
+
+# The parts of a backtest/1 report the gate reads; other keys are ignored.
+REPORT: dict[str, Any] = {
+    "schema": "backtest/1",
+    "span": {"start": "2024-01-01T00:00:00Z", "end": "2024-07-01T00:00:00Z", "timeframe": "1h"},
+    "inputs": {"ohlcv": {"hash": "sha256:aa"}, "predictions": {"hash": "sha256:bb"}},
+    "metrics": {
+        "total_return": 0.18,
+        "buy_and_hold_return": 0.25,
+        "sharpe": 1.4,
+        "sortino": 2.1,
+        "probabilistic_sharpe": 0.93,
+        "max_drawdown": 0.12,
+        "profit_factor": 1.6,
+        "win_rate": 0.52,
+        "trades": 41,
+    },
+}
+
+
+def write(path: Path, doc: dict[str, Any]) -> str:
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return str(path)
+
+
+def with_metrics(**metrics: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(REPORT)
+    doc["metrics"].update(metrics)
+    return doc
+
+
+def test_defaults_pass_a_good_report(run_cli, tmp_path):
+    r = run_cli("gate", write(tmp_path / "r.json", REPORT), "--json")
+    assert r.code == 0, r.err
+    verdict = json.loads(r.out)
+    assert verdict["schema"] == "gate/1" and verdict["passed"] is True
+    assert [x["rule"] for x in verdict["rules"]] == ["min_sortino", "max_drawdown", "min_trades"]
+    assert "gate passed" in r.err
+
+
+@pytest.mark.parametrize(
+    ("metrics", "failed"),
+    [
+        ({"sortino": 1.49}, ["min_sortino"]),
+        ({"max_drawdown": 0.2001}, ["max_drawdown"]),
+        ({"trades": 19}, ["min_trades"]),
+        (
+            {"sortino": 0.3, "max_drawdown": 0.5, "trades": 2},
+            ["min_sortino", "max_drawdown", "min_trades"],
+        ),
+    ],
+)
+def test_each_default_rule_fails_on_its_own_metric(run_cli, tmp_path, metrics, failed):
+    r = run_cli("gate", write(tmp_path / "r.json", with_metrics(**metrics)), "--json")
+    assert r.code == 1
+    assert json.loads(r.out)["failed"] == failed
+    assert f"gate failed: {', '.join(failed)}" in r.err
+
+
+def test_thresholds_are_inclusive():
+    cfg = GateConfig(min_sortino=2.1, max_drawdown=0.12, min_trades=41)
+    assert evaluate(REPORT, cfg)["passed"] is True
+
+
+def test_flags_override_the_config(run_cli, tmp_path):
+    Path("tradekit.toml").write_text("[gate]\nmin_sortino = 3.0\n")
+    report = write(tmp_path / "r.json", REPORT)
+    assert run_cli("gate", report).code == 1  # sortino 2.1 < 3.0 from the file
+    assert run_cli("gate", report, "--min-sortino", "2").code == 0
+    r = run_cli("gate", report, "--min-sortino", "2", "--beat-buy-and-hold", "--json")
+    assert r.code == 1
+    (rule,) = [x for x in json.loads(r.out)["rules"] if x["rule"] == "must_beat_buy_and_hold"]
+    assert (rule["value"], rule["threshold"], rule["passed"]) == (0.18, 0.25, False)
+
+
+def test_optional_rules_are_checked_only_when_set(run_cli, tmp_path):
+    report = write(tmp_path / "r.json", REPORT)
+    r = run_cli(
+        "gate", report, "--min-profit-factor", "1.7", "--min-win-rate", "0.5",
+        "--min-sharpe", "1", "--min-psr", "0.95", "--json",
+    )  # fmt: skip
+    assert r.code == 1
+    verdict = json.loads(r.out)
+    assert verdict["failed"] == ["min_psr", "min_profit_factor"]
+    assert {x["rule"] for x in verdict["rules"]} >= {"min_win_rate", "min_sharpe"}
+
+
+def test_undefined_metrics():
+    # A null Sortino (no downside) is not evidence of quality: the rule fails, with a note.
+    v = evaluate(with_metrics(sortino=None), GateConfig())
+    assert v["failed"] == ["min_sortino"] and v["rules"][0]["note"] == "undefined in the report"
+    # A null profit factor means no losing trade, a pass, when there were trades.
+    v = evaluate(with_metrics(profit_factor=None), GateConfig(min_profit_factor=1.2))
+    assert v["passed"] is True
+    v = evaluate(
+        with_metrics(profit_factor=None, trades=0), GateConfig(min_profit_factor=1.2, min_trades=0)
+    )
+    assert v["failed"] == ["min_profit_factor"]
+
+
+def test_verdict_file_and_golden(run_cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "report.json", with_metrics(sortino=1.2))
+    r = run_cli("gate", "report.json", "-o", "verdict.json", "--min-win-rate", "0.5")
+    assert r.code == 1
+    verdict = json.loads((tmp_path / "verdict.json").read_text())
+    if os.environ.get("TRADEKIT_UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(verdict, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert verdict == json.loads(GOLDEN.read_text(encoding="utf-8"))
+    # The table on stderr names each rule with its value and threshold.
+    assert "Sortino ratio" in r.err and "1.200" in r.err and ">= 1.500" in r.err
+    assert "FAIL" in r.err
+
+
+def test_reads_stdin(run_cli, monkeypatch):
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(REPORT)))
+    r = run_cli("gate", "-", "--json")
+    assert r.code == 0
+    assert json.loads(r.out)["report"] == {"path": None, "hash": None}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("", "empty file"),
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"schema": "gate/1"}', "schema is 'gate/1', expected 'backtest/1'"),
+        ('{"metrics": {}}', 'no "schema" field'),
+        ('{"schema": "backtest/1"}', 'no "metrics" object'),
+        (
+            json.dumps({**REPORT, "metrics": {"sortino": 2, "trades": 30}}),
+            "metrics.max_drawdown is missing",
+        ),
+        (json.dumps(with_metrics(trades="many")), "metrics.trades is 'many'"),
+    ],
+)
+def test_unreadable_reports_exit_3(run_cli, tmp_path, content, message):
+    path = tmp_path / "report.json"
+    if content is not None:
+        path.write_text(content)
+    r = run_cli("gate", str(path), "-o", str(tmp_path / "verdict.json"))
+    assert r.code == 3
+    assert r.err.count("\n") == 1 and r.err.startswith("tradekit: error: ")
+    assert str(path) in r.err and message in r.err
+    assert not (tmp_path / "verdict.json").exists()
+
+
+def test_bad_flag_value_is_a_usage_error(run_cli, tmp_path):
+    r = run_cli("gate", write(tmp_path / "r.json", REPORT), "--max-drawdown", "20")
+    assert r.code == 2
+    assert "--max-drawdown: must be a fraction" in r.err
