@@ -1,0 +1,346 @@
+"""Build features/1 from ohlcv/1: indicators per symbol, higher-timeframe and reference-pair
+context merged without leakage, labels, warm-up dropped.
+
+No look-ahead, by construction:
+- indicators are causal (rolling windows, recursive smoothings, backward differences);
+- a higher-timeframe candle is formed only from a complete bucket (all its base candles present)
+  and is visible on a base row only when that row closes at or after the bucket closes: the 1h
+  row opening at 03:00 (closing 04:00) is the first to see the 4h candle of 00:00-04:00;
+- a reference pair's features at row ``t`` are its own at the latest timestamp ``<= t``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from tradekit import __version__
+from tradekit.contracts import FEATURES, OHLCV, file_hash, read_ohlcv, validate_frame, write_table
+from tradekit.errors import InputError
+from tradekit.features import indicators as ind
+from tradekit.features import labels as lab
+from tradekit.features.sets import (
+    WARMUP_TOL,
+    FeatureSpec,
+    family_columns,
+    family_need,
+    feature_columns,
+    higher_timeframes,
+    label_columns,
+    warmup_candles,
+)
+from tradekit.timeutil import timeframe_ms
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Array = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+WEEK_MS = 604_800_000
+MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: weekly buckets start there
+
+
+@dataclass(frozen=True)
+class Candles:
+    """One symbol's candles as contiguous arrays (timestamps are open times in ms)."""
+
+    ts: Ints
+    open: Array
+    high: Array
+    low: Array
+    close: Array
+    volume: Array
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def _family(name: str, k: Candles, spec: FeatureSpec) -> list[Array]:
+    c, ps = k.close, spec.periods
+    if name == "returns":
+        return [ind.returns(c, h) for h in spec.return_horizons]
+    if name == "ma":
+        return [a for p in ps for a in (c / ind.sma(c, p) - 1.0, c / ind.ema(c, p) - 1.0)]
+    if name == "rsi":
+        return [ind.rsi(c, p) for p in ps]
+    if name == "macd":
+        return [a / c for a in ind.macd(c, *spec.macd)]
+    if name == "atr":
+        tr = ind.true_range(k.high, k.low, c)
+        return [ind.wilder(tr, p) / c for p in ps]
+    if name == "bbands":
+        out = []
+        for p in ps:
+            mid = ind.sma(c, p)
+            dev = spec.bb_std * ind.rolling_std(c, p)
+            out += [ind._div(c - mid, dev), 2.0 * dev / mid]
+        return out
+    if name == "adx":
+        out = []
+        for p in ps:
+            a, pdi, mdi = ind.adx(k.high, k.low, c, p)
+            out += [a, pdi - mdi]
+        return out
+    if name == "obv":
+        return [ind.obv_change(c, k.volume, p) for p in ps]
+    if name == "volatility":
+        lr = ind.log_returns(c)
+        return [ind.rolling_std(lr, p) for p in ps]
+    if name == "range":
+        return [k.high / k.low - 1.0] + [
+            ind.rolling_max(k.high, p) / ind.rolling_min(k.low, p) - 1.0 for p in ps
+        ]
+    if name == "volume":
+        lv = np.log1p(k.volume)
+        return [ind.zscore(lv, p) for p in ps]
+    if name == "time":
+        return [*ind.time_of_day(k.ts), *ind.day_of_week(k.ts)]
+    raise ValueError(f"unknown feature family {name!r}")
+
+
+def compute_block(k: Candles, families: tuple[str, ...], spec: FeatureSpec) -> list[Array]:
+    """The families' columns for one series, NaN in each family's warm-up rows."""
+    cols: list[Array] = []
+    for f in families:
+        arrays = _family(f, k, spec)
+        expected = len(family_columns(f, spec))
+        if len(arrays) != expected:  # names and values must stay in step
+            raise AssertionError(f"family {f}: {len(arrays)} arrays for {expected} columns")
+        need = family_need(f, spec, WARMUP_TOL)
+        for i, a in enumerate(arrays):
+            if not a.flags.writeable:  # a view of pandas' result (copy-on-write)
+                arrays[i] = a = a.copy()
+            a[:need] = np.nan
+        cols += arrays
+    return cols
+
+
+def resample(k: Candles, tf_ms: int, ratio: int) -> tuple[Candles, Ints]:
+    """Complete higher-timeframe candles and their close times. A bucket missing any base candle
+    (the forming one at the end, a partial one at the start, or one with a gap) is left out."""
+    offset = MONDAY_OFFSET_MS if tf_ms % WEEK_MS == 0 else 0
+    bucket = (k.ts - offset) // tf_ms * tf_ms + offset
+    n = len(k)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]]) if n else np.zeros(0, int)
+    ends = np.r_[starts[1:], n]
+    full = (ends - starts) == ratio
+    s, e = starts[full], ends[full]
+    if len(s):
+        high = np.maximum.reduceat(k.high, starts)[full]
+        low = np.minimum.reduceat(k.low, starts)[full]
+        vol = np.add.reduceat(k.volume, starts)[full]
+    else:
+        high = low = vol = np.zeros(0)
+    ts = bucket[s]
+    out = Candles(ts, k.open[s], high, low, k.close[e - 1], vol)
+    return out, ts + tf_ms
+
+
+def _take(values: Array, idx: npt.NDArray[np.intp]) -> Array:
+    """``values[idx]`` with NaN where ``idx`` is -1 (nothing visible yet)."""
+    return np.append(values, np.nan)[idx]
+
+
+def _check(df: pd.DataFrame, label: str) -> None:
+    missing = [c for c in ("symbol", "timestamp", *PRICE_COLUMNS) if c not in df.columns]
+    if missing:
+        raise InputError(f"{label}: missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise InputError(f"{label}: no candles (empty input)")
+    validate_frame(df, OHLCV, label)
+    for c in PRICE_COLUMNS:
+        values = df[c].to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = np.isnan(values)
+        if bad.all():
+            raise InputError(f"{label}: column {c} has no values (all empty/NaN)")
+        if bad.any():
+            i = int(bad.argmax())
+            raise InputError(
+                f"{label}: column {c} has {int(bad.sum())} empty values, first at "
+                f"{df['symbol'].iloc[i]} {df['timestamp'].iloc[i]}; run 'tradekit data check'"
+            )
+        if c != "volume" and (values <= 0).any():
+            i = int((values <= 0).argmax())
+            raise InputError(
+                f"{label}: column {c} has a non-positive price at {df['symbol'].iloc[i]} "
+                f"{df['timestamp'].iloc[i]}"
+            )
+
+
+def _slices(df: pd.DataFrame) -> dict[str, slice]:
+    sym = df["symbol"].to_numpy(dtype=object)
+    starts = np.flatnonzero(np.r_[True, sym[1:] != sym[:-1]])
+    ends = np.r_[starts[1:], len(sym)]
+    return {str(sym[s]): slice(int(s), int(e)) for s, e in zip(starts, ends, strict=True)}
+
+
+def build_features(
+    ohlcv: pd.DataFrame,
+    spec: FeatureSpec,
+    timeframe: str,
+    *,
+    cost: float,
+    labels: bool = True,
+    drop_warmup: bool = True,
+    source_label: str = "input",
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """features/1 frame (symbol, timestamp, features..., labels...) and its metadata.
+
+    ``cost`` is the round-trip cost threshold of ``label_class``; ``source_label`` names the
+    input in error messages. Rows whose labels are unknown (the last ``label_horizon``) are
+    kept. With ``drop_warmup`` each symbol's leading rows with any NaN feature are dropped; a
+    symbol left with no row is dropped whole (listed in ``dropped_symbols``).
+    """
+    _check(ohlcv, source_label)
+    base_ms = timeframe_ms(timeframe)
+    htfs = higher_timeframes(spec, timeframe)
+    slices = _slices(ohlcv)
+    missing = [s for s in spec.corr_symbols if s not in slices]
+    if missing:
+        raise InputError(
+            f"{source_label}: reference pair {missing[0]} is not in the input; add its candles "
+            "or change [features] corr_symbols (or the feature set's corr_symbols)"
+        )
+    ts_all = np.asarray(pd.DatetimeIndex(ohlcv["timestamp"]).as_unit("ms").asi8, dtype=np.int64)
+    arrays = {c: ohlcv[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS}
+
+    def candles(sl: slice) -> Candles:
+        return Candles(
+            ts_all[sl],
+            *(np.ascontiguousarray(arrays[c][sl]) for c in PRICE_COLUMNS),
+        )
+
+    refs: dict[str, tuple[Ints, list[Array]]] = {}
+    for sym in spec.corr_symbols:
+        k = candles(slices[sym])
+        refs[sym] = (k.ts, compute_block(k, spec.corr_indicators, spec))
+
+    names = feature_columns(spec)
+    lnames = label_columns() if labels else []
+    n = len(ohlcv)
+    cols = {c: np.empty(n) for c in [*names, *lnames]}
+    keep = np.ones(n, dtype=bool)
+    warmup: dict[str, int] = {}
+    for sym, sl in slices.items():
+        k = candles(sl)
+        block = compute_block(k, spec.indicators, spec)
+        close_ms = k.ts + base_ms
+        for tf, ratio in htfs:
+            hk, h_close = resample(k, timeframe_ms(tf), ratio)
+            idx = np.searchsorted(h_close, close_ms, side="right") - 1
+            block += [_take(a, idx) for a in compute_block(hk, spec.htf_indicators, spec)]
+        for ref in spec.corr_symbols:
+            r_ts, r_cols = refs[ref]
+            idx = np.searchsorted(r_ts, k.ts, side="right") - 1
+            block += [_take(a, idx) for a in r_cols]
+        valid = np.ones(len(k), dtype=bool)
+        for name, a in zip(names, block, strict=True):
+            cols[name][sl] = a
+            valid &= ~np.isnan(a)
+        warmup[sym] = int(valid.argmax()) if valid.any() else len(k)
+        if drop_warmup:
+            keep[sl.start : sl.start + warmup[sym]] = False
+        if labels:
+            h = spec.label_horizon
+            ok = lab.known_future(k.ts, h, base_ms)
+            ret = lab.forward_return(k.close, h, ok)
+            cols["label_return"][sl] = ret
+            cols["label_class"][sl] = lab.cost_class(ret, cost)
+            cols["label_barrier"][sl] = lab.triple_barrier(
+                k.high, k.low, k.close, h, spec.barrier_width, spec.barrier_vol_window, ok
+            )
+    if not drop_warmup:
+        warmup = dict.fromkeys(slices, 0)
+    dropped = [s for s, sl in slices.items() if warmup[s] >= sl.stop - sl.start]
+    if drop_warmup and not keep.any():
+        longest = max(sl.stop - sl.start for sl in slices.values())
+        raise InputError(
+            f"{source_label}: no rows left after warm-up: the longest symbol has {longest} "
+            f"candles and feature set {spec.name!r} needs about "
+            f"{warmup_candles(spec, timeframe)} per symbol at {timeframe}; give more history, "
+            'fewer/shorter [features] periods or include_timeframes, or set = "minimal"'
+        )
+    frame = _frame(ohlcv, cols, keep if drop_warmup else None)
+    meta: dict[str, Any] = {
+        "timeframe": timeframe,
+        "feature_set": spec.name,
+        "feature_set_hash": spec.hash,
+        "feature_spec": spec.to_dict(),
+        "features": names,
+        "labels": lnames,
+        "label_horizon": spec.label_horizon,
+        "label_cost": cost,
+        "symbols": [s for s in slices if s not in dropped],
+        "dropped_symbols": dropped,
+        "warmup_dropped": warmup,
+        "rows_in": n,
+        "rows_out": len(frame),
+        "tradekit_version": __version__,
+    }
+    return frame, meta
+
+
+def _frame(
+    ohlcv: pd.DataFrame, cols: dict[str, Array], keep: npt.NDArray[np.bool_] | None
+) -> pd.DataFrame:
+    if keep is not None:
+        for c in list(cols):  # one column at a time: the old array is freed at once
+            cols[c] = cols[c][keep]
+        head = ohlcv.loc[keep, ["symbol", "timestamp"]].reset_index(drop=True)
+    else:
+        head = ohlcv[["symbol", "timestamp"]].reset_index(drop=True)
+    body = pd.DataFrame(cols, copy=False)
+    return pd.concat([head, body], axis=1)
+
+
+@dataclass
+class FeaturizeResult:
+    meta: dict[str, Any]
+    rows_in: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        m = self.meta
+        return {
+            "schema": "featurize/1",
+            "feature_set": m["feature_set"],
+            "feature_set_hash": m["feature_set_hash"],
+            "features": len(m["features"]),
+            "labels": m["labels"],
+            "rows_in": m["rows_in"],
+            "rows_out": m["rows_out"],
+            "symbols": m["symbols"],
+            "dropped_symbols": m["dropped_symbols"],
+            "warmup_dropped": m["warmup_dropped"],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def featurize_file(
+    path: str | Path,
+    output: str | Path,
+    spec: FeatureSpec,
+    *,
+    cost: float,
+    labels: bool = True,
+) -> FeaturizeResult:
+    """Read ohlcv/1 at ``path`` (``-`` = stdin), write features/1 to ``output`` (``-`` =
+    stdout)."""
+    t0 = time.perf_counter()
+    label = "stdin" if str(path) == "-" else str(path)
+    df, in_meta = read_ohlcv(path)
+    timeframe = in_meta.get("timeframe")
+    if not isinstance(timeframe, str) or not timeframe:
+        raise InputError(f"{label}: no timeframe in the ohlcv/1 metadata")
+    frame, meta = build_features(df, spec, timeframe, cost=cost, labels=labels, source_label=label)
+    meta["exchange"] = in_meta.get("exchange")
+    meta["source"] = None if label == "stdin" else file_hash(path)
+    write_table(frame, output, FEATURES, meta)
+    rows_in = {s: sl.stop - sl.start for s, sl in _slices(df).items()}
+    return FeaturizeResult(meta, rows_in, time.perf_counter() - t0)
