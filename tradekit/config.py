@@ -130,7 +130,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class FeaturesConfig:
-    set: str = _opt("default", "feature set name, or a TOML file describing one")
+    set: str = _opt("default", "feature set: default, minimal, or a TOML file describing one")
     periods: list[int] = _opt([10, 20, 50], "indicator look-back periods in candles", _periods)
     include_timeframes: list[str] = _opt(
         ["4h"], "higher timeframes merged onto base rows", _timeframes

@@ -182,10 +182,31 @@ def bench_store(n: int = 1_000_000) -> None:
     print(f"store    ratio append/(write+read) {t_append / (t_write + t_read):.2f}x")
 
 
+def _stage(module: str, func: str) -> Callable[[], None]:
+    def run() -> None:
+        import importlib
+
+        getattr(importlib.import_module(f"tests.benchmarks.{module}"), func)()
+
+    return run
+
+
+BENCHES: dict[str, Callable[[], None]] = {
+    "help": bench_help,
+    "fetch": bench_fetch,
+    "store": bench_store,
+    "features": _stage("bench_features", "bench_featurize"),
+}
+
+
 def main() -> None:
-    which = sys.argv[1:] or ["help", "fetch", "store"]
+    which = sys.argv[1:] or list(BENCHES)
+    unknown = [w for w in which if w not in BENCHES]
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; choose from {list(BENCHES)}")
     for name in which:
-        {"help": bench_help, "fetch": bench_fetch, "store": bench_store}[name]()
+        print(f"== {name}", flush=True)
+        BENCHES[name]()
 
 
 if __name__ == "__main__":
