@@ -1,12 +1,96 @@
-"""``tradekit backtest`` (being built)."""
+"""``tradekit backtest``: simulate the policy and risk limits on OHLCV + predictions."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 
+from tradekit.cli.main import state
+from tradekit.cli.options import JsonOpt, OutputOpt
+from tradekit.errors import UsageError
 
-def backtest(ctx: typer.Context) -> None:
+_PCT = ("total_return", "cagr", "max_drawdown", "win_rate", "exposure", "buy_and_hold_return")
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if key in _PCT:
+        return f"{v:+.2%}" if key.endswith("return") or key == "cagr" else f"{v:.2%}"
+    if isinstance(v, int):
+        return str(v)
+    return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.3f}"
+
+
+def backtest(
+    ctx: typer.Context,
+    ohlcv: Annotated[str, typer.Argument(metavar="OHLCV", help="ohlcv/1 Parquet: the candles.")],
+    predictions: Annotated[
+        str,
+        typer.Option(
+            "--predictions",
+            "-p",
+            metavar="FILE",
+            help="predictions/1 Parquet (out-of-sample rows of any model).",
+        ),
+    ],
+    output: OutputOpt = None,
+    trades: Annotated[
+        str | None,
+        typer.Option("--trades", metavar="FILE", help="Also write the trades (trades/1 Parquet)."),
+    ] = None,
+    plot: Annotated[
+        str | None,
+        typer.Option(
+            "--plot", metavar="FILE", help="Also draw equity vs buy-and-hold and drawdown (PNG)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Simulate the policy and risk limits on OHLCV + predictions: -> backtest/1 report."""
-    from tradekit.errors import UsageError
+    from tradekit.backtest.report import run_backtest, write_trades
+    from tradekit.cli import output as out
+    from tradekit.contracts import write_json
 
-    raise UsageError("backtest: not built yet")
+    if as_json and output == "-":
+        raise UsageError("--json and -o - both want stdout; write the report to a file")
+    cfg = state(ctx).config
+    with out.status(f"backtest {ohlcv}"):
+        result = run_backtest(ohlcv, predictions, cfg.policy, cfg.risk, cfg.backtest)
+    if trades:
+        write_trades(result, trades)
+    if plot:
+        from tradekit.backtest.plot import write_plot
+
+        write_plot(result, plot)
+    if output:
+        write_json(result.report, output)
+    m = result.report["metrics"]
+    span = result.report["span"]
+    keys = [
+        "total_return",
+        "cagr",
+        "sharpe",
+        "sortino",
+        "calmar",
+        "probabilistic_sharpe",
+        "max_drawdown",
+        "trades",
+        "win_rate",
+        "profit_factor",
+        "exposure",
+        "fees_paid",
+        "final_equity",
+        "buy_and_hold_return",
+    ]
+    rows = [("span", f"{span['start']} -> {span['end']}"), ("candles", str(span["candles"]))]
+    rows += [(k, _fmt(k, m[k])) for k in keys]
+    out.table(
+        f"backtest {', '.join(span['symbols'])} {span['timeframe']}",
+        ["metric", "value"],
+        rows,
+        justify_right=["value"],
+    )
+    if as_json:
+        out.emit_json(result.report)

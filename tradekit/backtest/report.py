@@ -1,0 +1,193 @@
+"""``run_backtest``: OHLCV + predictions -> a backtest/1 report, trades/1 and an equity plot.
+
+Everything is computed before anything is written, and each file is written atomically, so a
+failed run leaves no half-written output. Only ``generated_at`` depends on the run itself:
+the same inputs and config give byte-identical reports otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tradekit.contracts import BACKTEST_SCHEMA, file_hash
+from tradekit.timeutil import timeframe_ms
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from tradekit.backtest.data import Market
+    from tradekit.backtest.engine import Simulation
+    from tradekit.config import BacktestConfig, PolicyConfig, RiskConfig
+
+CONVENTIONS = {
+    "signal": "prediction at a candle's close",
+    "fill": "next candle open of the symbol, slippage against the trader, fee per fill",
+    "stops": "checked on each candle's high/low from the entry candle on; stop before target "
+    "when both are in range; a gap through the stop fills at the open",
+    "open_at_end": "closed as trades with exit_reason 'end' at the last close, no fee",
+    "annualisation": "365 days a year, by the timeframe",
+}
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    report: dict[str, Any]
+    market: Market
+    sim: Simulation
+    buy_and_hold: NDArray[np.float64]
+
+
+def iso(ms: int | float) -> str:
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_backtest(
+    ohlcv_path: str | Path,
+    predictions_path: str | Path,
+    policy: PolicyConfig,
+    risk: RiskConfig,
+    costs: BacktestConfig,
+) -> BacktestResult:
+    """Load, simulate and measure; writes nothing (see ``write_trades``, ``plot.write_plot``
+    and ``tradekit.contracts.write_json`` for the outputs)."""
+    from tradekit import policy as pol
+    from tradekit import risk as rk
+    from tradekit.backtest import kernel as kn
+    from tradekit.backtest import metrics
+    from tradekit.backtest.data import load_market
+    from tradekit.backtest.engine import simulate
+
+    market = load_market(ohlcv_path, predictions_path)
+    sim = simulate(market, policy, risk, costs)
+    start = costs.starting_balance
+    bh = metrics.buy_and_hold(market.open, market.close, market.valid, start)
+    tr = sim.trades
+    tf_ms = timeframe_ms(market.timeframe)
+    durations = tr[:, kn.T_EXIT_IDX] - tr[:, kn.T_ENTRY_IDX] + 1
+    block = metrics.compute(
+        sim.equity,
+        tr[:, kn.T_PNL],
+        tr[:, kn.T_PNL_PCT],
+        durations,
+        starting_balance=start,
+        candle_ms=tf_ms,
+        fees_paid=sim.fees_paid,
+        exposure_candles=sim.exposure_candles,
+        mean_exposure=sim.mean_exposure,
+        buy_and_hold=bh,
+    )
+    per_symbol: dict[str, Any] = {}
+    for j, s in enumerate(market.symbols):
+        mine = tr[tr[:, kn.T_SYM] == j]
+        pnl = mine[:, kn.T_PNL]
+        sym_bh = metrics.buy_and_hold(
+            market.open[:, j : j + 1], market.close[:, j : j + 1], market.valid[:, j : j + 1], 1.0
+        )
+        per_symbol[s] = {
+            "trades": len(mine),
+            "wins": int((pnl > 0).sum()),
+            "win_rate": float((pnl > 0).mean()) if len(mine) else None,
+            "pnl": float(pnl.sum()),
+            "fees": float(mine[:, kn.T_FEES].sum()),
+            "return_contribution": float(pnl.sum()) / start,
+            "buy_and_hold_return": float(sym_bh[-1]) - 1.0 if len(sym_bh) else 0.0,
+        }
+    reasons = tr[:, kn.T_EXIT_REASON].astype(np.int64)
+    exit_reasons = {
+        name: int((reasons == code).sum())
+        for code, name in sorted(pol.REASON_NAMES.items())
+        if code not in (pol.NONE, pol.ENTRY_SIGNAL, pol.DIP_ENTRY)
+    }
+    risk_events = {rk.CODE_NAMES[c]: int(sim.risk_counts[c]) for c in range(rk.N_CODES)}
+    n = len(market.ts)
+    report: dict[str, Any] = {
+        "schema": BACKTEST_SCHEMA,
+        "generated_at": datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": {
+            "policy": dataclasses.asdict(policy),
+            "risk": dataclasses.asdict(risk),
+            "backtest": dataclasses.asdict(costs),
+        },
+        "span": {
+            "start": iso(market.ts[0]),
+            "end": iso(market.ts[-1]),
+            "candles": n,
+            "days": n * tf_ms / 86_400_000,
+            "timeframe": market.timeframe,
+            "symbols": list(market.symbols),
+        },
+        "metrics": block,
+        "per_symbol": per_symbol,
+        "exit_reasons": exit_reasons,
+        "risk_events": risk_events,
+        "inputs": {
+            "ohlcv": {
+                "path": str(ohlcv_path),
+                "sha256": file_hash(ohlcv_path),
+                "rows": market.ohlcv_rows,
+            },
+            "predictions": {
+                "path": str(predictions_path),
+                "sha256": file_hash(predictions_path),
+                "rows": market.prediction_rows,
+            },
+        },
+        "conventions": CONVENTIONS,
+    }
+    return BacktestResult(report, market, sim, bh)
+
+
+def write_trades(result: BacktestResult, path: str | Path) -> None:
+    """trades/1 Parquet, written with pyarrow directly (no pandas on this path)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tradekit import policy as pol
+    from tradekit.backtest import kernel as kn
+    from tradekit.contracts import META_KEY, SCHEMA_KEY, TRADES, check_arrow_schema
+    from tradekit.errors import InputError
+    from tradekit.fsutil import atomic_path
+
+    tr = result.sim.trades
+    ts = result.market.ts
+    syms = np.asarray(result.market.symbols, dtype=object)
+    names = np.asarray([pol.REASON_NAMES[i] for i in range(len(pol.REASON_NAMES))], dtype=object)
+    ms = pa.timestamp("ms", tz="UTC")
+    idx = {c: tr[:, c].astype(np.int64) for c in (kn.T_SYM, kn.T_ENTRY_IDX, kn.T_EXIT_IDX)}
+    cols: dict[str, Any] = {
+        "symbol": pa.array(syms[idx[kn.T_SYM]].tolist(), type=pa.string()),
+        "entry_time": pa.array(ts[idx[kn.T_ENTRY_IDX]], type=pa.int64()).cast(ms),
+        "exit_time": pa.array(ts[idx[kn.T_EXIT_IDX]], type=pa.int64()).cast(ms),
+        "entry_price": pa.array(tr[:, kn.T_ENTRY_PRICE]),
+        "exit_price": pa.array(tr[:, kn.T_EXIT_PRICE]),
+        "qty": pa.array(tr[:, kn.T_QTY]),
+        "fees": pa.array(tr[:, kn.T_FEES]),
+        "pnl": pa.array(tr[:, kn.T_PNL]),
+        "pnl_pct": pa.array(tr[:, kn.T_PNL_PCT]),
+        "exit_reason": pa.array(names[tr[:, kn.T_EXIT_REASON].astype(np.int64)].tolist()),
+        "mae": pa.array(tr[:, kn.T_MAE]),
+        "partial_exits": pa.array(tr[:, kn.T_NPART].astype(np.int64)),
+        "entry_reason": pa.array(names[tr[:, kn.T_ENTRY_REASON].astype(np.int64)].tolist()),
+    }
+    table = pa.table(cols)
+    check_arrow_schema(table.schema, TRADES, str(path))
+    meta = {
+        "timeframe": result.market.timeframe,
+        "ohlcv_sha256": result.report["inputs"]["ohlcv"]["sha256"],
+        "predictions_sha256": result.report["inputs"]["predictions"]["sha256"],
+    }
+    table = table.replace_schema_metadata(
+        {SCHEMA_KEY: TRADES.name.encode(), META_KEY: json.dumps(meta, sort_keys=True).encode()}
+    )
+    try:
+        with atomic_path(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write: {e.strerror or e}") from None
