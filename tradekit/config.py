@@ -222,10 +222,10 @@ class RiskConfig:
         0.5, "one cluster's value at most, fraction of equity", _fraction
     )
     daily_loss_halt_frac: float = _opt(
-        0.05, "halt new entries after this loss in a UTC day", _fraction
+        0.05, "halt new entries after this loss in a UTC day (0 = off)", _fraction
     )
     max_drawdown_halt_frac: float = _opt(
-        0.20, "halt new entries at this drawdown from the peak", _fraction
+        0.20, "halt new entries at this drawdown from the peak (0 = off)", _fraction
     )
     min_order_value: float = _opt(
         5.0, "smallest order in the quote currency (live: the exchange's, if larger)", _non_negative

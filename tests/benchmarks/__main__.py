@@ -196,6 +196,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "fetch": bench_fetch,
     "store": bench_store,
     "features": _stage("bench_features", "bench_featurize"),
+    "backtest": _stage("bench_backtest", "bench_backtest"),
 }
 
 

@@ -1,12 +1,153 @@
-"""``tradekit train`` (being built)."""
+"""``tradekit train``: walk-forward training, features/1 -> model directory."""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 
+from tradekit.cli.main import state
 
-def train(ctx: typer.Context) -> None:
+
+def train(
+    ctx: typer.Context,
+    features: Annotated[
+        str, typer.Argument(metavar="FEATURES", help="features/1 Parquet file (from featurize).")
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="MODEL_DIR",
+            help="Model directory to write; an existing one is replaced only on success.",
+        ),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", "-m", help="lightgbm, lstm or transformer [default: [model] kind]."
+        ),
+    ] = None,
+    objective: Annotated[
+        str | None,
+        typer.Option(help="regression or classification [default: [model] objective]."),
+    ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(help="Label column to learn [default: by objective]."),
+    ] = None,
+    train_window: Annotated[
+        int | None, typer.Option(min=1, help="Training window in candles [default: [model].]")
+    ] = None,
+    test_window: Annotated[
+        int | None, typer.Option(min=1, help="Test window in candles [default: [model].]")
+    ] = None,
+    step: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Walk-forward step in candles, >= test window [default: [model].]"
+        ),
+    ] = None,
+    purge: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Gap between train and test in candles, at least the label horizon."
+        ),
+    ] = None,
+    per_symbol: Annotated[
+        bool | None,
+        typer.Option(
+            "--per-symbol/--global",
+            help="One model per symbol, or one across symbols [default: [model] per_symbol].",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(help="auto, cpu or cuda for lstm/transformer [default: [model] device]."),
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs per fold for lstm/transformer.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [default: [model] seed].")] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=0, help="CPU threads, 0 = all cores [default: [model].]")
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted run from MODEL_DIR.partial checkpoints."
+        ),
+    ] = False,
+    no_walk_forward: Annotated[
+        bool,
+        typer.Option(
+            "--no-walk-forward", help="Only fit the final model (no folds, no OOS predictions)."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the manifest (model/1) on stdout.")
+    ] = False,
+) -> None:
     """Walk-forward training (LightGBM, LSTM, Transformer): features/1 -> model dir."""
-    from tradekit.errors import UsageError
+    import dataclasses
 
-    raise UsageError("train: not built yet")
+    from tradekit.cli import output as out
+    from tradekit.models.train import train as run_train
+
+    overrides: dict[str, Any] = {
+        "kind": model,
+        "objective": objective,
+        "label": label,
+        "train_window": train_window,
+        "test_window": test_window,
+        "step": step,
+        "purge": purge,
+        "per_symbol": per_symbol,
+        "device": device,
+        "epochs": epochs,
+        "seed": seed,
+        "threads": threads,
+    }
+    cfg = dataclasses.replace(
+        state(ctx).config.model, **{k: v for k, v in overrides.items() if v is not None}
+    )
+    result = run_train(
+        features,
+        output,
+        cfg,
+        resume=resume,
+        walk_forward=not no_walk_forward,
+        progress=out.progress,
+    )
+    doc = result.manifest
+    walk = doc.get("walk_forward")
+    if walk:
+        cls = doc["objective"] == "classification"
+        cols = ["fold", "train", "test", "rows", "ic", "auc" if cls else "rmse", "hit_rate"]
+
+        def cell(v: object) -> str:
+            return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+        rows = [
+            [
+                f["fold"],
+                f"{f['train']['start'][:16]} .. {f['train']['end'][:16]}",
+                f"{f['test']['start'][:16]} .. {f['test']['end'][:16]}",
+                *(cell(f["metrics"].get(c)) for c in cols[3:]),
+            ]
+            for f in walk["folds"]
+        ]
+        rows.append(["all", "", "", *(cell(walk["overall"].get(c)) for c in cols[3:])])
+        out.table(
+            f"train {doc['kind']} {doc['objective']} -> {result.model_dir} "
+            f"(version {doc['version']})",
+            cols,
+            rows,
+            justify_right=cols[3:],
+        )
+    else:
+        out.say(f"trained {doc['kind']} -> {result.model_dir} (version {doc['version']})")
+    if as_json:
+        out.emit_json(doc)
