@@ -38,21 +38,25 @@ def train(
         typer.Option(help="Label column to learn [default: by objective]."),
     ] = None,
     train_window: Annotated[
-        int | None, typer.Option(min=1, help="Training window in candles [default: [model].]")
+        int | None,
+        typer.Option(min=1, help="Training window in candles [default: [model] train_window]."),
     ] = None,
     test_window: Annotated[
-        int | None, typer.Option(min=1, help="Test window in candles [default: [model].]")
+        int | None,
+        typer.Option(min=1, help="Test window in candles [default: [model] test_window]."),
     ] = None,
     step: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Walk-forward step in candles, >= test window [default: [model].]"
+            min=1, help="Walk-forward step in candles, >= test window [default: [model] step]."
         ),
     ] = None,
     purge: Annotated[
         int | None,
         typer.Option(
-            min=0, help="Gap between train and test in candles, at least the label horizon."
+            min=0,
+            help="Gap between train and test in candles; at least the label horizon "
+            "[default: [model] purge, 0 = the horizon].",
         ),
     ] = None,
     per_symbol: Annotated[
@@ -68,11 +72,13 @@ def train(
         typer.Option(help="auto, cpu or cuda for lstm/transformer [default: [model] device]."),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Epochs per fold for lstm/transformer.")
+        int | None,
+        typer.Option(min=1, help="Epochs per fold for lstm/transformer [default: [model] epochs]."),
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed [default: [model] seed].")] = None,
     threads: Annotated[
-        int | None, typer.Option(min=0, help="CPU threads, 0 = all cores [default: [model].]")
+        int | None,
+        typer.Option(min=0, help="CPU threads, 0 = all cores [default: [model] threads]."),
     ] = None,
     resume: Annotated[
         bool,
