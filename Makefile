@@ -30,11 +30,22 @@ $(DEEP): $(STAMP)
 	$(PIP) install -c constraints.txt '$(TORCH)'
 	touch $@
 
-demo: install
+demo: install  ## the weekly job on the offline sample, end to end
 	rm -rf $(DEMO) && mkdir -p $(DEMO)
 	$(BIN)/tradekit fetch BTC/USD ETH/USD LTC/USD --exchange sample -t 1h --fill-gaps \
 	  -o $(DEMO)/ohlcv.parquet
 	$(BIN)/tradekit data check $(DEMO)/ohlcv.parquet
+	$(BIN)/tradekit featurize $(DEMO)/ohlcv.parquet -o $(DEMO)/features.parquet
+	$(BIN)/tradekit train $(DEMO)/features.parquet -o $(DEMO)/model
+	$(BIN)/tradekit backtest $(DEMO)/ohlcv.parquet \
+	  --predictions $(DEMO)/model/oos_predictions.parquet -o $(DEMO)/report.json \
+	  --trades $(DEMO)/trades.parquet --plot $(DEMO)/equity.png
+	@# The verdict is shown as it is: a model that fails the gate fails it here too (exit 1
+	@# is a verdict, not a broken demo; any other failure stops the demo).
+	@rc=0; $(BIN)/tradekit gate $(DEMO)/report.json -o $(DEMO)/verdict.json || rc=$$?; \
+	if [ $$rc -eq 0 ]; then echo "demo: the model PASSED the gate; outputs in $(DEMO)/"; \
+	elif [ $$rc -eq 1 ]; then echo "demo: the model did NOT pass the gate, so it would" \
+	  "not be deployed; outputs in $(DEMO)/"; else exit $$rc; fi
 
 test: lint pytest
 

@@ -34,7 +34,7 @@ def tiny(kind: str, **over: object) -> ModelConfig:
         "batch_size": 64,
         "seq_len": 8,
         "hidden": 8,
-        "learning_rate": 0.01,
+        "deep_learning_rate": 0.01,
         "threads": 1,
         "device": "cpu",
         **over,
@@ -173,7 +173,7 @@ def test_resume_refuses_checkpoints_of_another_run(feats, tmp_path):
 def test_cli_train_and_resume(run_cli, feats):
     Path("model.toml").write_text(
         "[model]\nkind = 'lstm'\ntrain_window = 150\ntest_window = 100\nstep = 100\n"
-        "epochs = 1\nseq_len = 8\nhidden = 8\nthreads = 1\nlearning_rate = 0.01\n"
+        "epochs = 1\nseq_len = 8\nhidden = 8\nthreads = 1\ndeep_learning_rate = 0.01\n"
     )
     r = run_cli("-c", "model.toml", "train", str(feats), "-o", "m", "--resume", "--device", "cpu")
     assert r.code == 0, r.err

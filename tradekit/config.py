@@ -165,13 +165,19 @@ class ModelConfig:
     )
     per_symbol: bool = _opt(False, "one model per symbol instead of one across symbols")
     n_estimators: int = _opt(300, "lightgbm: boosting rounds", _positive)
-    learning_rate: float = _opt(0.05, "lightgbm/torch: learning rate", _positive)
+    learning_rate: float = _opt(0.05, "lightgbm: learning rate (shrinkage)", _positive)
     num_leaves: int = _opt(31, "lightgbm: leaves per tree", _positive)
+    max_bin: int = _opt(
+        63,
+        "lightgbm: histogram bins per feature (255 fits 2.5x slower on small windows)",
+        _positive,
+    )
     threads: int = _opt(0, "CPU threads for training (0 = all cores)", _non_negative)
     epochs: int = _opt(10, "lstm/transformer: epochs per fold", _positive)
     batch_size: int = _opt(256, "lstm/transformer: batch size", _positive)
     seq_len: int = _opt(32, "lstm/transformer: candles per input window", _positive)
     hidden: int = _opt(64, "lstm/transformer: hidden size", _positive)
+    deep_learning_rate: float = _opt(0.001, "lstm/transformer: AdamW learning rate", _positive)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class ModelSpec:
     batch_size: int = 256
     seq_len: int = 32
     hidden: int = 64
+    deep_learning_rate: float = 0.001
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -61,8 +62,9 @@ class ModelSpec:
         for name in ("n_estimators", "epochs", "batch_size", "seq_len", "hidden", "max_bin"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0:
-            raise UsageError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("learning_rate", "deep_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise UsageError(f"{name} must be positive, got {getattr(self, name)}")
 
     @classmethod
     def from_config(cls, cfg: ModelConfig) -> ModelSpec:
@@ -82,7 +84,7 @@ class ModelSpec:
         """The hyperparameters that shape this kind of model (for the manifest)."""
         common = {"kind": self.kind, "objective": self.objective, "seed": self.seed}
         if self.deep:
-            keys = ["learning_rate", "epochs", "batch_size", "seq_len", "hidden"]
+            keys = ["deep_learning_rate", "epochs", "batch_size", "seq_len", "hidden"]
         else:
             keys = ["n_estimators", "learning_rate", "num_leaves", "max_bin"]
         return {**common, **{k: getattr(self, k) for k in keys}}

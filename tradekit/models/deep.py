@@ -195,7 +195,7 @@ class DeepModel(Model):
         with _torch_settings(device, s.n_threads):
             torch.manual_seed(s.seed)
             net = self._build().to(device)
-            opt = torch.optim.AdamW(net.parameters(), lr=s.learning_rate)
+            opt = torch.optim.AdamW(net.parameters(), lr=s.deep_learning_rate)
             grad_scaler = torch.amp.GradScaler("cuda", enabled=amp)
             loss_fn: torch.nn.Module = (
                 torch.nn.BCEWithLogitsLoss()
