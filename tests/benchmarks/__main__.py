@@ -197,6 +197,8 @@ BENCHES: dict[str, Callable[[], None]] = {
     "store": bench_store,
     "features": _stage("bench_features", "bench_featurize"),
     "backtest": _stage("bench_backtest", "bench_backtest"),
+    "predict": _stage("bench_models", "bench_predict"),
+    "train": _stage("bench_models", "bench_train"),  # about 5 minutes
 }
 
 

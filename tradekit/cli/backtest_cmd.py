@@ -92,5 +92,9 @@ def backtest(
         rows,
         justify_right=["value"],
     )
+    # A halt or a cap that blocked entries explains a flat equity curve: say so.
+    blocked = {k: v for k, v in result.report.get("risk_events", {}).items() if k != "ok" and v}
+    if blocked:
+        out.say("risk limits: " + ", ".join(f"{k} {v}" for k, v in sorted(blocked.items())))
     if as_json:
         out.emit_json(result.report)
