@@ -52,7 +52,7 @@ test: lint pytest
 pytest: deep  # the LSTM/Transformer tests need torch
 	$(BIN)/pytest -q
 
-lint: install
+lint: deep  # mypy reads torch's types
 	$(BIN)/ruff check tradekit tests
 	$(BIN)/ruff format --check tradekit tests
 	$(BIN)/mypy
