@@ -25,6 +25,7 @@ from tradekit.fsutil import atomic_path
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
 SCHEMA_KEY = b"tradekit.schema"
 META_KEY = b"tradekit.meta"
@@ -262,6 +263,43 @@ def read_table(
         if strict:
             validate_frame(df, schema, label)
     return df, meta
+
+
+def open_parquet(
+    path: str | Path, schema: Schema, **kwargs: Any
+) -> tuple[pq.ParquetFile, dict[str, Any]]:
+    """Open a tradekit Parquet file without reading its rows (and without pandas): checks
+    its schema name, columns and types; returns the file and its ``tradekit.meta``. For
+    readers that decode column by column (training, the backtest)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    label = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{label}: no such file")
+    if p.is_dir():
+        raise InputError(f"{label}: is a directory, expected a Parquet file")
+    try:
+        pf = pq.ParquetFile(p, **kwargs)
+        arrow_schema = pf.schema_arrow
+    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{label}: not a readable Parquet file ({reason})") from None
+    md = arrow_schema.metadata or {}
+    found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
+    if not found:
+        raise InputError(
+            f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file"
+        )
+    if found != schema.name:
+        raise InputError(f"{label}: schema is {found}, expected {schema.name}")
+    try:
+        meta = json.loads(md.get(META_KEY, b"{}"))
+    except ValueError:
+        raise InputError(f"{label}: tradekit.meta metadata is not valid JSON") from None
+    check_arrow_schema(arrow_schema, schema, label)
+    return pf, meta
 
 
 def check_arrow_schema(arrow_schema: pa.Schema, schema: Schema, label: str) -> None:

@@ -7,14 +7,13 @@ pandas frame of a million candles costs more than the whole simulation.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tradekit.contracts import META_KEY, OHLCV, PREDICTIONS, SCHEMA_KEY, Schema, check_arrow_schema
+from tradekit.contracts import OHLCV, PREDICTIONS, Schema, open_parquet
 from tradekit.errors import InputError
 from tradekit.timeutil import fmt_ms
 
@@ -38,38 +37,18 @@ class Columns:
 def read_columns(path: str | Path, schema: Schema, columns: list[str]) -> Columns:
     """Read ``columns`` (float) of a tradekit Parquet file, checked against ``schema``."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     label = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{label}: no such file")
-    if p.is_dir():
-        raise InputError(f"{label}: is a directory, expected a Parquet file")
+    # ParquetFile, not read_table: the latter loads pyarrow.dataset, which imports pandas.
+    pf, meta = open_parquet(path, schema, read_dictionary=["symbol"])
+    missing = [c for c in columns if c not in pf.schema_arrow.names]
+    if missing:
+        raise InputError(f"{label}: missing column(s) {', '.join(missing)}")
     try:
-        # ParquetFile, not read_table: the latter loads pyarrow.dataset, which imports pandas.
-        pf = pq.ParquetFile(p, read_dictionary=["symbol"])
-        arrow_schema = pf.schema_arrow
-        md = arrow_schema.metadata or {}
-        found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
-        if not found:
-            raise InputError(
-                f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file"
-            )
-        if found != schema.name:
-            raise InputError(f"{label}: schema is {found}, expected {schema.name}")
-        check_arrow_schema(arrow_schema, schema, label)
-        missing = [c for c in columns if c not in arrow_schema.names]
-        if missing:
-            raise InputError(f"{label}: missing column(s) {', '.join(missing)}")
         table = pf.read(columns=["symbol", "timestamp", *columns])
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{label}: not a readable Parquet file ({reason})") from None
-    try:
-        meta = json.loads(md.get(META_KEY, b"{}"))
-    except ValueError:
-        raise InputError(f"{label}: tradekit.meta metadata is not valid JSON") from None
     symbols, starts, ts = _keys(table, label)
     values = {}
     for c in columns:

@@ -8,7 +8,6 @@ The checks are the contract's own (schema name, column kinds, key order and uniq
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +15,7 @@ from typing import TYPE_CHECKING, Any
 from tradekit.contracts import (
     FEATURES,
     LABEL_PREFIX,
-    META_KEY,
-    SCHEMA_KEY,
-    check_arrow_schema,
+    open_parquet,
     validate_frame,
 )
 from tradekit.errors import InputError
@@ -57,30 +54,10 @@ def load_features(path: str | Path, label: str, objective: str) -> TrainingData:
     label with values, no label among the features."""
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputError(f"{p}: is a directory, expected a Parquet file")
-    try:
-        pf = pq.ParquetFile(p)
-        schema = pf.schema_arrow
-    except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(f"{p}: not a readable Parquet file ({reason})") from None
-    md = schema.metadata or {}
-    found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
-    if found != FEATURES.name:
-        what = f"schema is {found}" if found else "no tradekit.schema metadata"
-        raise InputError(f"{p}: {what}, expected {FEATURES.name}")
-    try:
-        meta: dict[str, Any] = json.loads(md.get(META_KEY, b"{}"))
-    except ValueError:
-        raise InputError(f"{p}: tradekit.meta metadata is not valid JSON") from None
-    check_arrow_schema(schema, FEATURES, str(p))
+    pf, meta = open_parquet(p, FEATURES)
+    schema = pf.schema_arrow
     names = schema.names
     features = meta.get("features")
     if not isinstance(features, list) or not features:
