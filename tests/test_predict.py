@@ -109,7 +109,7 @@ def test_features_with_other_columns_are_refused(run_cli, model):
     meta = features_meta(frame, features=["f0", "f1", "f2", "rsi_14"])
     write_table(frame, "g.parquet", FEATURES, meta)
     r = run_cli("predict", "m", "g.parquet", "-o", "p.parquet")
-    assert_fails(r, 3, "g.parquet", "missing f3", "extra rsi_14")
+    assert_fails(r, 3, "g.parquet", "missing 1: f3", "extra 1: rsi_14")
     assert not Path("p.parquet").exists()
 
 

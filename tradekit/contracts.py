@@ -374,8 +374,10 @@ def read_json(path: str | Path, schema: str) -> dict[str, Any]:
         raise InputError(f"{label}: no such file") from None
     except IsADirectoryError:
         raise InputError(f"{label}: is a directory, expected a {schema} JSON file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{label}: cannot read: {e}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{label}: not a text file, expected a {schema} JSON document") from None
+    except OSError as e:
+        raise InputError(f"{label}: cannot read: {e.strerror or e}") from None
     if not text.strip():
         raise InputError(f"{label}: empty file, expected a {schema} JSON document")
     try:

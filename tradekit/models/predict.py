@@ -24,6 +24,12 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+def _names(cols: list[str], most: int = 12) -> str:
+    """Column names for a one-line error: the first ``most`` and how many more."""
+    shown = ", ".join(cols[:most])
+    return shown if len(cols) <= most else f"{shown}, ... (+{len(cols) - most} more)"
+
+
 class LoadedModel:
     """A model directory loaded for prediction."""
 
@@ -62,9 +68,9 @@ class LoadedModel:
         if missing or extra:
             parts = []
             if missing:
-                parts.append(f"missing {', '.join(missing)}")
+                parts.append(f"missing {len(missing)}: {_names(missing)}")
             if extra:
-                parts.append(f"extra {', '.join(extra)}")
+                parts.append(f"extra {len(extra)}: {_names(extra)}")
             raise InputError(
                 f"{label}: feature columns differ from the model's ({self.directory}): "
                 + "; ".join(parts)
