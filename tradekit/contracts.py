@@ -223,39 +223,14 @@ def read_table(
     not checked (for ``data check``, which reports them instead).
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    label = "stdin" if str(path) == "-" else str(path)
-    source: Any
-    if str(path) == "-":
-        source = pa.BufferReader(sys.stdin.buffer.read())
-    else:
-        p = Path(path)
-        if not p.exists():
-            raise InputError(f"{label}: no such file")
-        if p.is_dir():
-            raise InputError(f"{label}: is a directory, expected a Parquet file")
-        source = p
+    pf, meta = open_parquet(path, schema)
+    label = _label(path)
     try:
-        table = pq.read_table(source)
+        table = pf.read()
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{label}: not a readable Parquet file ({reason})") from None
-    md = table.schema.metadata or {}
-    found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
-    try:
-        meta = json.loads(md.get(META_KEY, b"{}"))
-    except ValueError:
-        raise InputError(f"{label}: tradekit.meta metadata is not valid JSON") from None
-    if schema is not None:
-        if not found:
-            raise InputError(
-                f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file "
-                "(CSV files come in through 'tradekit data import')"
-            )
-        if found != schema.name:
-            raise InputError(f"{label}: schema is {found}, expected {schema.name}")
-        check_arrow_schema(table.schema, schema, label)
     df = table.to_pandas()
     if schema is not None:
         for c in (c for c, k in schema.columns.items() if k == "ts"):
@@ -265,40 +240,51 @@ def read_table(
     return df, meta
 
 
+def _label(path: str | Path) -> str:
+    return "stdin" if str(path) == "-" else str(path)
+
+
 def open_parquet(
-    path: str | Path, schema: Schema, **kwargs: Any
+    path: str | Path, schema: Schema | None, **kwargs: Any
 ) -> tuple[pq.ParquetFile, dict[str, Any]]:
-    """Open a tradekit Parquet file without reading its rows (and without pandas): checks
-    its schema name, columns and types; returns the file and its ``tradekit.meta``. For
-    readers that decode column by column (training, the backtest)."""
+    """Open a tradekit Parquet file (``-`` = stdin) without decoding its rows and without
+    pandas: checks its schema name, columns and types (none with ``schema=None``); returns
+    the file and its ``tradekit.meta``. ``read_table`` and the column-by-column readers of
+    training and the backtest share it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    label = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{label}: no such file")
-    if p.is_dir():
-        raise InputError(f"{label}: is a directory, expected a Parquet file")
+    label = _label(path)
+    source: Any
+    if str(path) == "-":
+        source = pa.BufferReader(sys.stdin.buffer.read())
+    else:
+        source = Path(path)
+        if not source.exists():
+            raise InputError(f"{label}: no such file")
+        if source.is_dir():
+            raise InputError(f"{label}: is a directory, expected a Parquet file")
     try:
-        pf = pq.ParquetFile(p, **kwargs)
+        pf = pq.ParquetFile(source, **kwargs)
         arrow_schema = pf.schema_arrow
     except (pa.ArrowInvalid, pa.ArrowException, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{label}: not a readable Parquet file ({reason})") from None
     md = arrow_schema.metadata or {}
-    found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
-    if not found:
-        raise InputError(
-            f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file"
-        )
-    if found != schema.name:
-        raise InputError(f"{label}: schema is {found}, expected {schema.name}")
     try:
         meta = json.loads(md.get(META_KEY, b"{}"))
     except ValueError:
         raise InputError(f"{label}: tradekit.meta metadata is not valid JSON") from None
-    check_arrow_schema(arrow_schema, schema, label)
+    if schema is not None:
+        found = md.get(SCHEMA_KEY, b"").decode(errors="replace")
+        if not found:
+            raise InputError(
+                f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file "
+                "(CSV files come in through 'tradekit data import')"
+            )
+        if found != schema.name:
+            raise InputError(f"{label}: schema is {found}, expected {schema.name}")
+        check_arrow_schema(arrow_schema, schema, label)
     return pf, meta
 
 
