@@ -279,6 +279,25 @@ class RunConfig:
     mode: str = _opt("paper", "paper or live (live also needs --live)", _one_of("paper", "live"))
     state: str = _opt("state/tradekit.db", "SQLite ledger path")
     model: str = _opt("models/current", "deployed model directory")
+    poll_s: float = _opt(
+        10.0, "seconds between loop iterations (new-candle checks, stop/target watch)", _positive
+    )
+    paper_balance: float = _opt(
+        10_000.0, "paper mode: starting cash in the quote currency", _positive
+    )
+    exchange_stops: bool = _opt(
+        True, "live: keep each position's stop-loss as an order on the exchange"
+    )
+    deadman_s: int = _opt(
+        60,
+        "live: exchange cancels open orders this long after the loop stops (0 = off)",
+        _non_negative,
+    )
+    history: int = _opt(
+        0,
+        "candles per symbol kept for features (0 = what the model's feature set needs)",
+        _non_negative,
+    )
 
 
 @dataclass(frozen=True)

@@ -119,6 +119,7 @@ def _register() -> None:
         fetch_cmd,
         gate_cmd,
         predict_cmd,
+        run_cmd,
         train_cmd,
     )
 
@@ -128,6 +129,11 @@ def _register() -> None:
     app.command("predict")(predict_cmd.predict)
     app.command("backtest")(backtest_cmd.backtest)
     app.command("gate")(gate_cmd.gate)
+    app.command("run")(run_cmd.run)
+    app.command("status")(run_cmd.status)
+    app.command("pause")(run_cmd.pause)
+    app.command("resume")(run_cmd.resume)
+    app.command("kill")(run_cmd.kill)
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(config_cmd.app, name="config")
 

@@ -154,6 +154,20 @@ def _builtin(name: str, base: FeatureSpec) -> FeatureSpec:
     return base
 
 
+def spec_from_dict(d: dict[str, Any], where: str) -> FeatureSpec:
+    """The inverse of :meth:`FeatureSpec.to_dict` (a model manifest keeps its feature set so
+    that the live loop builds exactly the features the model was trained on)."""
+    if d.get("version") != SPEC_VERSION:
+        raise ConfigError(f"{where}: feature set spec version {d.get('version')}")
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(FeatureSpec):
+        if f.name not in d:
+            raise ConfigError(f"{where}: feature set spec lacks {f.name!r}")
+        v = d[f.name]
+        values[f.name] = tuple(v) if isinstance(v, list) else v
+    return FeatureSpec(**values)
+
+
 def _from_file(path: Path, base: FeatureSpec) -> FeatureSpec:
     try:
         with path.open("rb") as fh:

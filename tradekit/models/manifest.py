@@ -105,7 +105,11 @@ def build(
         "per_symbol": per_symbol,
         "models": dict(models),
         "lookback": lookback,
-        "feature_set": {"name": meta["feature_set"], "hash": meta["feature_set_hash"]},
+        "feature_set": {
+            "name": meta["feature_set"],
+            "hash": meta["feature_set_hash"],
+            "spec": meta.get("feature_spec"),
+        },
         "data": {
             "features_file": features_file.name,
             "features_hash": features_hash,

@@ -1,0 +1,187 @@
+"""``tradekit run`` (the loop), ``pause``, ``resume``, ``kill`` (controls for a running loop)
+and ``status``. Only the stdlib ledger is imported here; the loop's stack loads inside ``run``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tradekit.cli.main import state
+from tradekit.cli.options import JsonOpt
+from tradekit.errors import UsageError
+
+StateOpt = Annotated[
+    str | None,
+    typer.Option("--state", metavar="FILE", help="SQLite ledger (default: [run] state)."),
+]
+
+
+def run(
+    ctx: typer.Context,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live/--paper",
+            help='Trade real money (also needs [run] mode = "live") or paper (the default).',
+        ),
+    ] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="One cycle, then exit (cron, timers, tests).")
+    ] = False,
+    replay: Annotated[
+        str | None,
+        typer.Option(
+            "--replay",
+            metavar="OHLCV",
+            help="Drive the loop from an ohlcv/1 file at full speed (paper; needs --predictions).",
+        ),
+    ] = None,
+    predictions: Annotated[
+        str | None,
+        typer.Option(
+            "--predictions",
+            "-p",
+            metavar="FILE",
+            help="predictions/1 file to trade on instead of the deployed model.",
+        ),
+    ] = None,
+    state_file: StateOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", metavar="DIR", help="Model directory (default: [run] model)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trade: on every new closed candle, predict, decide, order, record (paper by default)."""
+    from tradekit.cli import output as out
+
+    cfg = state(ctx).config
+    path = state_file or cfg.run.state
+    if replay is not None:
+        if live:
+            raise UsageError("--replay uses the paper broker; drop --live")
+        if predictions is None:
+            raise UsageError("--replay needs --predictions FILE")
+        from tradekit.live.replay import replay as run_replay
+
+        with out.status(f"replay {replay}"):
+            res = run_replay(cfg, replay, predictions, path)
+        if as_json:
+            out.emit_json(res.as_json())
+        else:
+            out.say(
+                f"replayed {res.candles} candles of {', '.join(res.symbols)} in {res.seconds:.2f}s"
+                f" ({res.skipped} already in the ledger): {res.trades} trades, "
+                f"{res.open_positions} open, final equity {res.final_equity:,.2f}; ledger {path}"
+            )
+        return
+    from tradekit.live.loop import Runner
+
+    runner = Runner(
+        cfg, live=live, state=path, model_dir=model or cfg.run.model, predictions=predictions
+    )
+    summary = runner.run(once=once)
+    for e in summary.events:
+        out.say(e)
+    if as_json:
+        out.emit_json(summary.as_json())
+    else:
+        out.say(
+            f"{summary.mode}: {summary.cycles} new candle(s) in {summary.iterations} iteration(s); {summary.exit}"
+        )
+
+
+def _control(ctx: typer.Context, command: str, path: str | None) -> None:
+    from tradekit.cli import output as out
+    from tradekit.live.ledger import Ledger
+    from tradekit.live.status import snapshot
+
+    cfg = state(ctx).config
+    p = path or cfg.run.state
+    snap = snapshot(p)  # also checks that the ledger exists and is readable
+    with Ledger(p) as ledger:
+        ledger.request(command)
+    when = (
+        "the running loop applies it within one poll"
+        if snap["running"]
+        else ("no loop is running: the next `tradekit run` applies it first")
+    )
+    out.say(f"{command}: requested; {when}")
+
+
+def pause(ctx: typer.Context, state_file: StateOpt = None) -> None:
+    """Stop opening positions (exits and stops go on) until `resume`."""
+    _control(ctx, "pause", state_file)
+
+
+def resume(ctx: typer.Context, state_file: StateOpt = None) -> None:
+    """Allow new positions again after `pause` or `kill`."""
+    _control(ctx, "resume", state_file)
+
+
+def kill(ctx: typer.Context, state_file: StateOpt = None) -> None:
+    """Cancel open orders, close every position at market, and stop the loop."""
+    _control(ctx, "kill", state_file)
+
+
+def status(ctx: typer.Context, state_file: StateOpt = None, as_json: JsonOpt = False) -> None:
+    """Mode, positions with unrealized P&L, open orders, P&L, equity, drawdown, last decisions."""
+    from tradekit.cli import output as out
+    from tradekit.live.status import dumps, snapshot
+
+    cfg = state(ctx).config
+    snap = snapshot(state_file or cfg.run.state)
+    if as_json:
+        out.emit_text(dumps(snap) + "\n")
+        return
+    out.emit_text(render(snap))
+
+
+def _t(ms: int | None) -> str:
+    from tradekit.timeutil import fmt_ms
+
+    return fmt_ms(ms) if ms is not None else "-"
+
+
+def render(s: dict[str, object]) -> str:
+    """The human status: a few aligned lines, then positions, orders and last decisions."""
+    lines = [
+        f"mode       {s['mode']} ({s['state']})",
+        f"model      {s['model_version'] or '-'}",
+        f"candle     {_t(s['last_candle_ms'])}  (heartbeat {_t(s['heartbeat_ms'])})",  # type: ignore[arg-type]
+        f"equity     {_money(s['equity'])}  cash {_money(s['cash'])}  drawdown {_pct(s['drawdown'])}",
+        f"realized   today {_money(s['realized_pnl_today'])} ({s['trades_today']} trades)  "
+        f"total {_money(s['realized_pnl_total'])} ({s['trades_total']} trades)",
+    ]
+    positions = s["positions"]
+    assert isinstance(positions, list)
+    lines.append(f"positions  {len(positions) or 'none'}")
+    for p in positions:
+        lines.append(
+            f"  {p['symbol']:<10} {p['qty']:.8g} @ {p['entry_price']:.8g}  last {p['last_price']:.8g}  "
+            f"P&L {_money(p['unrealized_pnl'])} ({_pct(p['unrealized_pct'])})"
+            + (f"  stop {p['stop_price']:.8g}" if p["stop_price"] else "")
+        )
+    orders = s["open_orders"]
+    assert isinstance(orders, list)
+    lines.append(f"orders     {len(orders) or 'none'} open")
+    for o in orders:
+        lines.append(f"  {o['symbol']:<10} {o['side']} {o['kind']} {o['qty']:.8g} {o['status']}")
+    last = s["last_decisions"]
+    assert isinstance(last, dict)
+    if last:
+        lines.append("decisions")
+        for sym, d in last.items():
+            pred = d["prediction"]
+            ptxt = f" pred {pred:+.4f}" if isinstance(pred, float) else ""
+            lines.append(f"  {sym:<10} {_t(d['candle_ms'])} {d['action']} ({d['reason']}){ptxt}")
+    return "\n".join(lines) + "\n"
+
+
+def _money(v: object) -> str:
+    return f"{v:,.2f}" if isinstance(v, int | float) else "-"
+
+
+def _pct(v: object) -> str:
+    return f"{v:+.2%}" if isinstance(v, int | float) else "-"
