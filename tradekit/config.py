@@ -290,7 +290,8 @@ class RunConfig:
     )
     deadman_s: int = _opt(
         60,
-        "live: exchange cancels open orders this long after the loop stops (0 = off)",
+        "live: dead man's switch armed while an order is in flight: the exchange cancels it "
+        "if the loop dies mid-order (resting stops are kept; 0 = off)",
         _non_negative,
     )
     history: int = _opt(

@@ -88,7 +88,8 @@ def run(
         out.emit_json(summary.as_json())
     else:
         out.say(
-            f"{summary.mode}: {summary.cycles} new candle(s) in {summary.iterations} iteration(s); {summary.exit}"
+            f"{summary.mode}: {summary.cycles} new candle(s) in {summary.iterations} "
+            f"iteration(s); {summary.exit}"
         )
 
 
@@ -149,8 +150,10 @@ def render(s: dict[str, object]) -> str:
     lines = [
         f"mode       {s['mode']} ({s['state']})",
         f"model      {s['model_version'] or '-'}",
-        f"candle     {_t(s['last_candle_ms'])}  (heartbeat {_t(s['heartbeat_ms'])})",  # type: ignore[arg-type]
-        f"equity     {_money(s['equity'])}  cash {_money(s['cash'])}  drawdown {_pct(s['drawdown'])}",
+        f"candle     {_t(s['last_candle_ms'])}  "  # type: ignore[arg-type]
+        f"(heartbeat {_t(s['heartbeat_ms'])})",  # type: ignore[arg-type]
+        f"equity     {_money(s['equity'])}  cash {_money(s['cash'])}  "
+        f"drawdown {_pct(s['drawdown'])}",
         f"realized   today {_money(s['realized_pnl_today'])} ({s['trades_today']} trades)  "
         f"total {_money(s['realized_pnl_total'])} ({s['trades_total']} trades)",
     ]
@@ -159,7 +162,8 @@ def render(s: dict[str, object]) -> str:
     lines.append(f"positions  {len(positions) or 'none'}")
     for p in positions:
         lines.append(
-            f"  {p['symbol']:<10} {p['qty']:.8g} @ {p['entry_price']:.8g}  last {p['last_price']:.8g}  "
+            f"  {p['symbol']:<10} {p['qty']:.8g} @ {p['entry_price']:.8g}  "
+            f"last {p['last_price']:.8g}  "
             f"P&L {_money(p['unrealized_pnl'])} ({_pct(p['unrealized_pct'])})"
             + (f"  stop {p['stop_price']:.8g}" if p["stop_price"] else "")
         )

@@ -71,7 +71,8 @@ class PaperLoopBroker(PaperBroker):
 def close_all(engine: Engine, ledger: Any, tag: str) -> str:
     from tradekit import policy as pol
 
-    t_ms = engine.last_candle_ms or 0
+    # The candle in progress: positions entered at its open are sold after they were bought.
+    t_ms = engine.open_ms or engine.last_candle_ms or 0
     closed = []
     for s, a in enumerate(engine.acct):
         if a.qty <= 0:
@@ -86,6 +87,7 @@ def close_all(engine: Engine, ledger: Any, tag: str) -> str:
     for a in engine.acct:
         a.pending = 0
     engine.paused = True  # a killed bot stays out until `resume`
+    engine.equity = engine.cash + engine.positions_value()
     engine._commit(t_ms)
     return f"closed {', '.join(closed) or 'nothing'}; paused; stopping"
 
@@ -126,7 +128,6 @@ class LiveLoopBroker:
         self.runner = runner
         self.ex = ex
         self.quote = quote
-        self._deadman_at = 0.0
 
     def starting_cash(self, cfg: Config) -> float:
         bal = self.ex.check()
@@ -145,7 +146,17 @@ class LiveLoopBroker:
             req = OrderRequest(req.key, req.symbol, req.side, qty, req.kind, req.stop_price)
         if req.side == "sell":
             self.cancel_stop(req.symbol)
-        st: OrderStatus = self.ex.place(req, maybe_sent=maybe_sent)
+        deadman = self.runner.cfg.run.deadman_s
+        if deadman > 0:
+            # Armed only while an order is in flight: should the Pi die now, the exchange
+            # cancels what is left of it. Resting stops must outlive the Pi, so the switch is
+            # disarmed again once the order has settled.
+            self.ex.heartbeat(deadman)
+        try:
+            st: OrderStatus = self.ex.place(req, maybe_sent=maybe_sent)
+        finally:
+            if deadman > 0:
+                self.ex.heartbeat(0)
         return st
 
     # -- stops -------------------------------------------------------------------------------
@@ -224,21 +235,21 @@ class LiveLoopBroker:
                 if rows:
                     self.cancel_stop(sym)
                 continue
-            current = rows[0] if rows else None
-            if (
-                current is not None
-                and abs(current["stop_price"] - level) <= level * 1e-6
-                and abs(current["qty"] - a.qty) <= a.qty * 1e-9
-            ):
-                continue
-            if current is not None:
-                self.cancel_stop(sym)
             rules = self.ex.rules(sym)
             qty = a.qty
             if rules.qty_step > 0:
                 qty = math.floor(qty / rules.qty_step * (1 + 1e-9)) * rules.qty_step
             if rules.price_step > 0:
-                level = math.floor(level / rules.price_step) * rules.price_step
+                level = math.floor(level / rules.price_step * (1 + 1e-12)) * rules.price_step
+            current = rows[0] if rows else None
+            if (
+                current is not None
+                and abs(current["stop_price"] - level) <= level * 1e-9
+                and abs(current["qty"] - qty) <= qty * 1e-9
+            ):
+                continue  # the resting stop is still right
+            if current is not None:
+                self.cancel_stop(sym)
             if qty <= 0 or qty < rules.min_qty:
                 continue
             key = f"{sym}|{a.entry_ms}|stop|{engine.last_candle_ms}"
@@ -270,6 +281,7 @@ class LiveLoopBroker:
                 st = OrderStatus(r["key"], r["exchange_id"], "missing")
             _record(ledger, st)
             fixed += 1
+        self.sync_stops(engine)  # stops that filled while the loop was down, first
         bal = self.ex.balances()
         notes = []
         for s, a in enumerate(engine.acct):
@@ -286,16 +298,9 @@ class LiveLoopBroker:
         ledger.event("warning" if notes else "info", "reconcile", msg)
         self.runner.summary.events.append(msg)
         log.info(msg)
-        self.sync_stops(engine)
 
     def idle(self, engine: Engine) -> None:
-        deadman = self.runner.cfg.run.deadman_s
-        if deadman <= 0:
-            return
-        now = time.monotonic()
-        if now >= self._deadman_at:
-            self.ex.heartbeat(deadman)
-            self._deadman_at = now + deadman / 3
+        return  # the dead man's switch is armed per order (see execute)
 
     def before_close(self, engine: Engine) -> None:
         self.sync_stops(engine)

@@ -200,8 +200,9 @@ class Engine:
     ) -> OrderStatus:
         row = self.ledger.order(req.key)
         if row is not None and row["status"] in ("closed", "canceled", "rejected"):
+            # Done before a crash that lost the rest of this phase: reuse it, send nothing.
             avg = row["avg_price"]
-            return OrderStatus(
+            st = OrderStatus(
                 req.key,
                 row["exchange_id"],
                 row["status"],
@@ -210,6 +211,17 @@ class Engine:
                 float(row["fee"]),
                 row["message"],
             )
+        else:
+            st = self._send(req, ref_price, candle_ms, reason, row)
+        if st.filled > 0:
+            self._fills.append(
+                (req.key, req.symbol, req.side, st.filled, st.avg_price, st.fee, reason, candle_ms)
+            )
+        return st
+
+    def _send(
+        self, req: OrderRequest, ref_price: float, candle_ms: int, reason: str, row: Any
+    ) -> OrderStatus:
         if row is None:
             self.ledger.add_order(
                 req.key, req.userref, req.symbol, req.side, req.kind, req.qty,
@@ -225,10 +237,6 @@ class Engine:
             fee=st.fee,
             message=st.message,
         )
-        if st.filled > 0:
-            self._fills.append(
-                (req.key, req.symbol, req.side, st.filled, st.avg_price, st.fee, reason, candle_ms)
-            )
         return st
 
     def _sell(self, s: int, t_ms: int, qty: float, ref: float, reason: int, tag: str) -> float:
@@ -309,10 +317,10 @@ class Engine:
                 a.pending = 0
                 if a.qty > 0.0:
                     self._decide(t_ms, s, "open", "exit", "exit_signal", price=opens[s], qty=a.qty)
-                    if self._sell(s, t_ms, a.qty, opens[s], pol.EXIT_SIGNAL, "exit") > 0:
-                        if a.qty <= 0.0:
-                            self._close_trade(s, t_ms, pol.EXIT_SIGNAL, math.inf)
-                            pol.on_exit(self.ps[s])
+                    sold = self._sell(s, t_ms, a.qty, opens[s], pol.EXIT_SIGNAL, "exit")
+                    if sold > 0 and a.qty <= 0.0:
+                        self._close_trade(s, t_ms, pol.EXIT_SIGNAL, math.inf)
+                        pol.on_exit(self.ps[s])
             else:
                 entries = True
         if entries:

@@ -390,7 +390,8 @@ class Runner:
         if int(rs["day"]) >= 0:
             code = rk.halt_code(rs, engine.equity, engine.rp[0])
         if code != rk.OK:
-            msg = f"halted: {rk.CODE_NAMES[code].removeprefix('reject_')} (no new entries; exits go on)"
+            name = rk.CODE_NAMES[code].removeprefix("reject_")
+            msg = f"halted: {name} (no new entries; exits go on)"
             self.ledger.event("warning", "halt", msg, equity=engine.equity)
             self.summary.events.append(msg)
             log.warning(msg)
@@ -460,7 +461,15 @@ class Runner:
                 signals = self._maybe_reload(signals, engine)
                 due = once or self._due(engine)
                 if due:
-                    self._cycle(engine, signals)
+                    try:
+                        self._cycle(engine, signals)
+                    except ExternalError as e:
+                        if once:
+                            raise
+                        # The exchange is away: the candle stays due and is tried again at
+                        # the next poll; stops already rest on the exchange.
+                        self.ledger.event("error", "exchange", str(e))
+                        log.error("%s; retrying at the next poll", e)
                 self.broker.idle(engine)
                 self.ledger.heartbeat(self.run_id)
                 if not ready:

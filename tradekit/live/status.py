@@ -78,9 +78,10 @@ def snapshot(path: str | Path, *, stale_s: float = STALE_S) -> dict[str, Any]:
         today = db.execute(
             "SELECT coalesce(sum(pnl), 0), count(*) FROM trades WHERE exit_ms >= ?", (day0,)
         ).fetchone()
-        eq = db.execute("SELECT * FROM equity ORDER BY candle_ms DESC LIMIT 1").fetchone()
-        peak = max(float(eq["peak"]), float(eq["equity"])) if eq is not None else None
-        equity = float(eq["equity"]) if eq is not None else doc.get("equity")
+        # The engine's own figures are the freshest (a kill or fill after the last close).
+        equity = doc.get("equity")
+        risk = doc.get("risk") or []
+        peak = max(float(risk[3]), float(equity)) if len(risk) > 3 and equity else None
         last = {}
         for r in db.execute(
             "SELECT d.* FROM decisions d JOIN (SELECT symbol, max(id) AS id FROM decisions "
