@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from tradekit.errors import InputError
 from tradekit.features import indicators as ind
-from tradekit.features.sets import converge_rows, converge_rows2
+from tradekit.features.build import build_features
+from tradekit.features.sets import FeatureSpec, converge_rows, converge_rows2
 
 talib = pytest.importorskip("talib")
 
@@ -113,3 +117,181 @@ def test_time_features_on_the_unit_circle():
     assert s[0] == pytest.approx(0.0, abs=1e-12) and c[0] == pytest.approx(-1.0)
     ds, dc = ind.day_of_week(np.array([monday_noon - 12 * 3_600_000], dtype=np.int64))
     assert ds[0] == pytest.approx(0.0, abs=1e-12) and dc[0] == pytest.approx(1.0)
+
+
+# -- the numba kernels against the pandas/numpy formulas they replaced ------------------------
+# Bit-identical, NaN in the same places, on random data with NaN gaps and flat runs (an input
+# equal to the running EWM value is a separate branch in pandas' recursion).
+
+
+def ref_ewm(x: np.ndarray, alpha: float) -> np.ndarray:
+    return pd.Series(x).ewm(alpha=alpha, adjust=False).mean().to_numpy()
+
+
+def ref_window(x: np.ndarray, p: int, stat: str) -> np.ndarray:
+    """The earlier numpy form: per window, its own p values summed in order."""
+    out = np.full(len(x), np.nan)
+    if len(x) < p:
+        return out
+    m = len(x) - p + 1
+    total = x[0:m].copy()
+    for j in range(1, p):
+        total += x[j : j + m]
+    if stat == "sum":
+        out[p - 1 :] = total
+        return out
+    mean = total / p
+    if stat == "mean":
+        out[p - 1 :] = mean
+        return out
+    sq = np.zeros(m)
+    for j in range(p):
+        d = x[j : j + m] - mean
+        sq += d * d
+    out[p - 1 :] = np.sqrt(sq / p)
+    return out
+
+
+def ref_div(num: np.ndarray, den: np.ndarray, neutral: float = 0.0) -> np.ndarray:
+    out = np.full(num.shape, neutral)
+    np.divide(num, den, out=out, where=den != 0)
+    out[np.isnan(num) | np.isnan(den)] = np.nan
+    return out
+
+
+def quiet(f):
+    """Random data overflows (1e3 / a subnormal): numpy warns, the kernels do not."""
+
+    def run(*args):
+        with np.errstate(all="ignore"):
+            return f(*args)
+
+    return run
+
+
+@quiet
+def ref_rsi(c: np.ndarray, p: int) -> np.ndarray:
+    d = ind.diff(c)
+    gain = ref_ewm(np.where(d > 0, d, 0.0) + d * 0, 1 / p)
+    loss = ref_ewm(np.where(d < 0, -d, 0.0) + d * 0, 1 / p)
+    return 100.0 * ref_div(gain, gain + loss, 0.5)
+
+
+@quiet
+def ref_adx(h: np.ndarray, lo: np.ndarray, c: np.ndarray, p: int) -> tuple[np.ndarray, ...]:
+    up, down = ind.diff(h), -ind.diff(lo)
+    plus_dm = np.where((up > down) & (up > 0), up, 0.0) + up * 0
+    minus_dm = np.where((down > up) & (down > 0), down, 0.0) + down * 0
+    prev = ind.shift(c, 1)
+    tr = np.maximum(h - lo, np.maximum(np.abs(h - prev), np.abs(lo - prev)))
+    tr[:1] = np.nan
+    trs = ref_ewm(tr, 1 / p)
+    pdi = 100.0 * ref_div(ref_ewm(plus_dm, 1 / p), trs)
+    mdi = 100.0 * ref_div(ref_ewm(minus_dm, 1 / p), trs)
+    dx = 100.0 * ref_div(np.abs(pdi - mdi), pdi + mdi)
+    return ref_ewm(dx, 1 / p), pdi, mdi
+
+
+VALUE = st.one_of(
+    st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False),
+    st.sampled_from([np.nan, np.nan, 1.0, 2.0]),  # gaps, and repeats that form flat runs
+)
+SERIES = st.lists(VALUE, max_size=40).map(lambda v: np.array(v, dtype=np.float64))
+PERIOD = st.integers(1, 12)
+ALPHA = st.one_of(st.sampled_from([0.5, 1.0, 2 / 11, 1 / 14]), st.floats(0.01, 1.0))
+
+
+def same(ours: np.ndarray, ref: np.ndarray) -> None:
+    np.testing.assert_array_equal(ours, ref)  # NaN equals NaN; no tolerance
+
+
+@settings(max_examples=60, deadline=None)
+@given(SERIES, st.lists(ALPHA, min_size=1, max_size=3))
+def test_ewm_kernel_is_pandas_ewm(x, alphas):
+    for a, ours in zip(alphas, ind.ewm_many(x, alphas), strict=True):
+        same(ours, ref_ewm(x, a))
+    same(ind.ewm(x, alphas[0]), ref_ewm(x, alphas[0]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(SERIES, PERIOD)
+def test_window_kernels_are_the_reference_formulas(x, p):
+    same(ind.rolling_sum(x, p), ref_window(x, p, "sum"))
+    same(ind.sma(x, p), ref_window(x, p, "mean"))
+    same(ind.rolling_std(x, p), ref_window(x, p, "std"))
+    mean, sd = ind.mean_std(x, p)
+    same(mean, ref_window(x, p, "mean"))
+    same(sd, ref_window(x, p, "std"))
+    s = pd.Series(x).rolling(p, min_periods=p)
+    same(ind.rolling_max(x, p), s.max().to_numpy())
+    same(ind.rolling_min(x, p), s.min().to_numpy())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data(), PERIOD)
+def test_rsi_adx_kernels_are_the_numpy_formulas(data, p):
+    n = data.draw(st.integers(0, 40))
+    h, lo, c = (data.draw(st.lists(VALUE, min_size=n, max_size=n)) for _ in range(3))
+    h, lo, c = (np.array(v, dtype=np.float64) for v in (h, lo, c))
+    same(ind.rsi(c, p), ref_rsi(c, p))
+    for ours, ref in zip(ind.adx(h, lo, c, p), ref_adx(h, lo, c, p), strict=True):
+        same(ours, ref)
+    same(ind._div(h, lo, 0.5), quiet(ref_div)(h, lo, 0.5))
+
+
+def test_kernels_accept_any_array_layout():
+    x = np.arange(20.0)
+    ref = ref_window(x, 3, "mean")
+    ro = x.copy()
+    ro.flags.writeable = False
+    same(ind.sma(ro, 3), ref)  # read-only (a pandas view)
+    same(ind.sma(np.arange(20), 3), ref)  # integers
+    same(ind.sma(np.repeat(x, 2)[::2], 3), ref)  # strided
+
+
+def _two_symbols() -> pd.DataFrame:
+    n = 40
+    close = np.linspace(100.0, 120.0, 2 * n)
+    return pd.DataFrame(
+        {
+            "symbol": pd.array(["BTC/USD"] * n + ["ETH/USD"] * n, dtype="str"),
+            "timestamp": pd.to_datetime(
+                np.tile(1_704_067_200_000 + np.arange(n) * 3_600_000, 2), unit="ms", utc=True
+            ).as_unit("ms"),
+            "open": close,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+            "volume": np.ones(2 * n),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("symbols_out_of_order", "not sorted"),
+        ("time_out_of_order", "not sorted"),
+        ("duplicate_row", "duplicate rows"),
+        ("nat_at_second_symbol", "empty values in key column"),
+        ("empty_symbol", "empty values in key column"),
+    ],
+)
+def test_build_features_fast_key_check_rejects_what_the_contract_rejects(case, message):
+    """build_features checks the keys with a fast path; every bad frame still gets the
+    contract's error."""
+    df = _two_symbols()
+    spec = FeatureSpec(name="t", periods=(3,), include_timeframes=(), corr_symbols=())
+    build_features(df, spec, "1h", cost=0.004, drop_warmup=False)  # the clean frame passes
+    if case == "symbols_out_of_order":
+        df = pd.concat([df.iloc[40:], df.iloc[:40]], ignore_index=True)
+    elif case == "time_out_of_order":
+        df = df.iloc[[1, 0, *range(2, 80)]].reset_index(drop=True)
+    elif case == "duplicate_row":
+        df = pd.concat([df.iloc[:5], df.iloc[4:]], ignore_index=True)
+    elif case == "nat_at_second_symbol":
+        df.loc[40, "timestamp"] = pd.NaT
+    else:
+        df.loc[79, "symbol"] = None
+    with pytest.raises(InputError, match=message):
+        build_features(df, spec, "1h", cost=0.004, drop_warmup=False)

@@ -199,6 +199,8 @@ BENCHES: dict[str, Callable[[], None]] = {
     "backtest": _stage("bench_backtest", "bench_backtest"),
     "predict": _stage("bench_models", "bench_predict"),
     "train": _stage("bench_models", "bench_train"),  # about 5 minutes
+    "decision": _stage("bench_live", "bench_decision"),
+    "live": _stage("bench_live", "bench_process"),
 }
 
 

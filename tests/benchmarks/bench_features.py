@@ -121,5 +121,105 @@ def bench_featurize(symbols: int = 10, n: int = 100_000) -> None:
     print(f"features ratio tradekit/TA-Lib time {t_ours / t_ref:.2f}x")
 
 
+def _live_tails(symbols: int = 9):  # type: ignore[no-untyped-def]
+    """Each symbol's last ``tail_candles`` hourly candles (random walks), BTC/USD among them:
+    the frame the live loop passes to ``build_features`` on every new candle."""
+    import numpy as np
+    import pandas as pd
+
+    from tradekit.config import FeaturesConfig
+    from tradekit.features import load_spec, tail_candles
+
+    spec = load_spec(FeaturesConfig())
+    n = tail_candles(spec, "1h")
+    rng = np.random.default_rng(0)
+    names = sorted(["BTC/USD", *(f"S{i}/USD" for i in range(symbols - 1))])
+    parts = []
+    for name in names:
+        close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+        open_ = np.r_[close[0], close[:-1]]
+        spread = np.abs(rng.normal(0, 2e-3, n))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "symbol": name,
+                    "timestamp": pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC").as_unit(
+                        "ms"
+                    ),
+                    "open": open_,
+                    "high": np.maximum(open_, close) * (1 + spread),
+                    "low": np.minimum(open_, close) * (1 - spread),
+                    "close": close,
+                    "volume": rng.lognormal(3, 1, n),
+                }
+            )
+        )
+    return spec, n, pd.concat(parts, ignore_index=True).astype({"symbol": "str"})
+
+
+_FIRST_CALL = """
+import time, pickle, sys
+t = time.perf_counter()
+from tradekit.features import build_features
+spec, df = pickle.load(open(sys.argv[1], "rb"))
+t1 = time.perf_counter()
+build_features(df, spec, "1h", cost=0.002, labels=False, drop_warmup=False)
+print(t1 - t, time.perf_counter() - t1)
+"""
+
+
+def bench_live_features(symbols: int = 9, repeat: int = 10) -> None:
+    """The live loop's per-candle feature step: ``build_features`` on the last
+    ``tail_candles`` (6,293 at 1h, default set) candles of 9 symbols, median of ``repeat``
+    calls after warm-up; against TA-Lib's C functions for the base indicators on the same
+    arrays (less work: no 4h candles, no context, no frame). Also the first call in a fresh
+    process (numba kernels loaded from their cache, not compiled)."""
+    import pickle
+    import statistics
+    import subprocess
+
+    from tradekit.features import build_features
+
+    spec, n, df = _live_tails(symbols)
+
+    def call() -> None:
+        build_features(df, spec, "1h", cost=0.002, labels=False, drop_warmup=False)
+
+    def median_ms(f) -> float:  # type: ignore[no-untyped-def]
+        for _ in range(3):
+            f()
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) * 1e3
+
+    ours = median_ms(call)
+    ref = median_ms(lambda: _talib_base(df, spec.periods))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "tails.pkl"
+        path.write_bytes(pickle.dumps((spec, df)))
+        run = subprocess.run(
+            [sys.executable, "-c", _FIRST_CALL, str(path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
+    imp, first = (float(v) for v in run.stdout.split())
+    print(
+        f"features live step, {symbols} symbols x {n:,} 1h candles: median {ours:6.1f} ms "
+        f"(target 35 ms)"
+    )
+    print(
+        f"features live step, fresh process: import {imp * 1e3:.0f} ms, first call "
+        f"{first * 1e3:.0f} ms"
+    )
+    print(f"features live step, TA-Lib C base indicators only: median {ref:6.1f} ms")
+    print(f"features live ratio tradekit/TA-Lib time {ours / ref:.2f}x")
+
+
 if __name__ == "__main__":
     bench_featurize()
+    bench_live_features()

@@ -11,6 +11,8 @@ No look-ahead, by construction:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -66,19 +68,22 @@ def _family(name: str, k: Candles, spec: FeatureSpec) -> list[Array]:
     if name == "returns":
         return [ind.returns(c, h) for h in spec.return_horizons]
     if name == "ma":
-        return [a for p in ps for a in (c / ind.sma(c, p) - 1.0, c / ind.ema(c, p) - 1.0)]
+        emas = ind.ema_many(c, ps)
+        return [
+            a for p, e in zip(ps, emas, strict=True) for a in (c / ind.sma(c, p) - 1.0, c / e - 1.0)
+        ]
     if name == "rsi":
         return [ind.rsi(c, p) for p in ps]
     if name == "macd":
         return [a / c for a in ind.macd(c, *spec.macd)]
     if name == "atr":
         tr = ind.true_range(k.high, k.low, c)
-        return [ind.wilder(tr, p) / c for p in ps]
+        return [a / c for a in ind.wilder_many(tr, ps)]
     if name == "bbands":
         out = []
         for p in ps:
-            mid = ind.sma(c, p)
-            dev = spec.bb_std * ind.rolling_std(c, p)
+            mid, sd = ind.mean_std(c, p)
+            dev = spec.bb_std * sd
             out += [ind._div(c - mid, dev), 2.0 * dev / mid]
         return out
     if name == "adx":
@@ -104,17 +109,31 @@ def _family(name: str, k: Candles, spec: FeatureSpec) -> list[Array]:
     raise ValueError(f"unknown feature family {name!r}")
 
 
-def compute_block(k: Candles, families: tuple[str, ...], spec: FeatureSpec) -> list[Array]:
-    """The families' columns for one series, NaN in each family's warm-up rows."""
+@functools.lru_cache(maxsize=64)
+def _layout(families: tuple[str, ...], spec: FeatureSpec) -> tuple[tuple[str, int, int], ...]:
+    """(family, column count, warm-up rows) of each family: asked once per spec, not per
+    series (the live loop's per-candle call would spend milliseconds re-deriving them)."""
+    return tuple(
+        (f, len(family_columns(f, spec)), family_need(f, spec, WARMUP_TOL)) for f in families
+    )
+
+
+def compute_block(
+    k: Candles, families: tuple[str, ...], spec: FeatureSpec, out: Array | None = None
+) -> list[Array]:
+    """The families' columns for one series, NaN in each family's warm-up rows; with ``out``
+    (rows x columns) they are written there, each as soon as it is made (still in cache)."""
     cols: list[Array] = []
-    for f in families:
+    for f, expected, need in _layout(families, spec):
         arrays = _family(f, k, spec)
-        expected = len(family_columns(f, spec))
         if len(arrays) != expected:  # names and values must stay in step
             raise AssertionError(f"family {f}: {len(arrays)} arrays for {expected} columns")
-        need = family_need(f, spec, WARMUP_TOL)
         for i, a in enumerate(arrays):
-            if not a.flags.writeable:  # a view of pandas' result (copy-on-write)
+            if out is not None:
+                j = len(cols) + i
+                out[:, j] = a
+                a = arrays[i] = out[:, j]
+            elif not a.flags.writeable:  # a view of a read-only result
                 arrays[i] = a = a.copy()
             a[:need] = np.nan
         cols += arrays
@@ -142,18 +161,33 @@ def resample(k: Candles, tf_ms: int, ratio: int) -> tuple[Candles, Ints]:
     return out, ts + tf_ms
 
 
-def _take(values: Array, idx: npt.NDArray[np.intp]) -> Array:
-    """``values[idx]`` with NaN where ``idx`` is -1 (nothing visible yet)."""
-    return np.append(values, np.nan)[idx]
+def _padded(columns: list[Array]) -> Array:
+    """The columns as the rows of a matrix with a trailing NaN column, for :func:`_take`."""
+    mat = np.empty((len(columns), (len(columns[0]) if columns else 0) + 1))
+    if columns:
+        mat[:, :-1] = columns
+    mat[:, -1] = np.nan
+    return mat
 
 
-def _check(df: pd.DataFrame, label: str) -> None:
+def _take(padded: Array, idx: npt.NDArray[np.intp], out: Array) -> None:
+    """``out[:, j] = columns[j][idx]``, NaN where ``idx`` is -1 (nothing visible yet; it wraps
+    to the NaN column), gathered straight into each output column."""
+    for j in range(len(padded)):
+        np.take(padded[j], idx, out=out[:, j], mode="wrap")
+
+
+def _check(df: pd.DataFrame, label: str) -> dict[str, slice]:
+    """InputError unless ``df`` is valid ohlcv/1 input; each symbol's rows."""
     missing = [c for c in ("symbol", "timestamp", *PRICE_COLUMNS) if c not in df.columns]
     if missing:
         raise InputError(f"{label}: missing column(s) {', '.join(missing)}")
     if df.empty:
         raise InputError(f"{label}: no candles (empty input)")
-    validate_frame(df, OHLCV, label)
+    slices = _sorted_slices(df)
+    if slices is None:  # not plainly valid: let the contract say what is wrong
+        validate_frame(df, OHLCV, label)
+        slices = _slices(df)
     for c in PRICE_COLUMNS:
         values = df[c].to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.isnan(values)
@@ -171,6 +205,31 @@ def _check(df: pd.DataFrame, label: str) -> None:
                 f"{label}: column {c} has a non-positive price at {df['symbol'].iloc[i]} "
                 f"{df['timestamp'].iloc[i]}"
             )
+    return slices
+
+
+def _sorted_slices(df: pd.DataFrame) -> dict[str, slice] | None:
+    """Each symbol's rows when the keys are plainly valid (no empty key, symbols in sorted
+    runs, timestamps strictly increasing within each), else None. The same verdict as
+    ``validate_frame`` in a fraction of its time (it sorts and hashes every key), which
+    matters to the live loop's per-candle call."""
+    ts_col = df["timestamp"]
+    if not isinstance(ts_col.dtype, pd.DatetimeTZDtype | np.dtypes.DateTime64DType):
+        return None
+    codes, uniques = pd.factorize(df["symbol"])
+    names = list(uniques)
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    if codes[0] < 0 or len(starts) != len(names) or not all(isinstance(s, str) for s in names):
+        return None  # an empty symbol, or a symbol in more than one run
+    if any(a >= b for a, b in itertools.pairwise(names)):
+        return None
+    ts = pd.DatetimeIndex(ts_col).asi8  # the column's own unit: no rounding
+    rising = np.diff(ts) > 0
+    rising[starts[1:] - 1] = True  # a new symbol may start at any time
+    if not rising.all() or (ts[starts] == np.iinfo(np.int64).min).any():  # NaT is the least
+        return None
+    ends = np.r_[starts[1:], len(ts)]
+    return {str(n): slice(int(s), int(e)) for n, s, e in zip(names, starts, ends, strict=True)}
 
 
 def _slices(df: pd.DataFrame) -> dict[str, slice]:
@@ -197,10 +256,9 @@ def build_features(
     kept. With ``drop_warmup`` each symbol's leading rows with any NaN feature are dropped; a
     symbol left with no row is dropped whole (listed in ``dropped_symbols``).
     """
-    _check(ohlcv, source_label)
+    slices = _check(ohlcv, source_label)
     base_ms = timeframe_ms(timeframe)
     htfs = higher_timeframes(spec, timeframe)
-    slices = _slices(ohlcv)
     missing = [s for s in spec.corr_symbols if s not in slices]
     if missing:
         raise InputError(
@@ -216,35 +274,42 @@ def build_features(
             *(np.ascontiguousarray(arrays[c][sl]) for c in PRICE_COLUMNS),
         )
 
-    refs: dict[str, tuple[Ints, list[Array]]] = {}
+    refs: dict[str, tuple[Ints, Array]] = {}
     for sym in spec.corr_symbols:
         k = candles(slices[sym])
-        refs[sym] = (k.ts, compute_block(k, spec.corr_indicators, spec))
+        refs[sym] = (k.ts, _padded(compute_block(k, spec.corr_indicators, spec)))
 
     names = feature_columns(spec)
     lnames = label_columns() if labels else []
     n = len(ohlcv)
-    cols = {c: np.empty(n) for c in [*names, *lnames]}
+    # One column-major matrix: a column is a contiguous view, and the frame is one block.
+    mat = np.empty((n, len(names) + len(lnames)), order="F")
+    cols = {c: mat[:, len(names) + j] for j, c in enumerate(lnames)}
     keep = np.ones(n, dtype=bool)
     warmup: dict[str, int] = {}
     for sym, sl in slices.items():
         k = candles(sl)
-        block = compute_block(k, spec.indicators, spec)
+        rows = mat[sl]
+        j = len(compute_block(k, spec.indicators, spec, out=rows))
         close_ms = k.ts + base_ms
         for tf, ratio in htfs:
             hk, h_close = resample(k, timeframe_ms(tf), ratio)
             idx = np.searchsorted(h_close, close_ms, side="right") - 1
-            block += [_take(a, idx) for a in compute_block(hk, spec.htf_indicators, spec)]
+            padded = _padded(compute_block(hk, spec.htf_indicators, spec))
+            _take(padded, idx, rows[:, j : j + len(padded)])
+            j += len(padded)
         for ref in spec.corr_symbols:
-            r_ts, r_cols = refs[ref]
+            r_ts, padded = refs[ref]
             idx = np.searchsorted(r_ts, k.ts, side="right") - 1
-            block += [_take(a, idx) for a in r_cols]
-        valid = np.ones(len(k), dtype=bool)
-        for name, a in zip(names, block, strict=True):
-            cols[name][sl] = a
-            valid &= ~np.isnan(a)
-        warmup[sym] = int(valid.argmax()) if valid.any() else len(k)
-        if drop_warmup:
+            _take(padded, idx, rows[:, j : j + len(padded)])
+            j += len(padded)
+        if j != len(names):  # names and values must stay in step
+            raise AssertionError(f"{j} feature columns for {len(names)} names")
+        if drop_warmup:  # else every row is kept and the warm-up is reported as 0
+            valid = np.ones(len(k), dtype=bool)
+            for c in range(len(names)):
+                valid &= ~np.isnan(rows[:, c])
+            warmup[sym] = int(valid.argmax()) if valid.any() else len(k)
             keep[sl.start : sl.start + warmup[sym]] = False
         if labels:
             h = spec.label_horizon
@@ -266,7 +331,7 @@ def build_features(
             f"{warmup_candles(spec, timeframe)} per symbol at {timeframe}; give more history, "
             'fewer/shorter [features] periods or include_timeframes, or set = "minimal"'
         )
-    frame = _frame(ohlcv, cols, keep if drop_warmup else None)
+    frame = _frame(ohlcv, mat, [*names, *lnames], keep if drop_warmup else None)
     meta: dict[str, Any] = {
         "timeframe": timeframe,
         "feature_set": spec.name,
@@ -287,15 +352,23 @@ def build_features(
 
 
 def _frame(
-    ohlcv: pd.DataFrame, cols: dict[str, Array], keep: npt.NDArray[np.bool_] | None
+    ohlcv: pd.DataFrame,
+    mat: npt.NDArray[np.float64],
+    names: list[str],
+    keep: npt.NDArray[np.bool_] | None,
 ) -> pd.DataFrame:
+    """The output frame over ``mat`` (column-major, no copy); ``keep`` selects rows in place,
+    a column at a time, so memory never holds a second matrix."""
     if keep is not None:
-        for c in list(cols):  # one column at a time: the old array is freed at once
-            cols[c] = cols[c][keep]
+        rows = int(keep.sum())
+        for j in range(mat.shape[1]):
+            col = mat[:, j]
+            col[:rows] = col[keep]
+        mat = mat[:rows]
         head = ohlcv.loc[keep, ["symbol", "timestamp"]].reset_index(drop=True)
     else:
         head = ohlcv[["symbol", "timestamp"]].reset_index(drop=True)
-    body = pd.DataFrame(cols, copy=False)
+    body = pd.DataFrame(mat, columns=names, copy=False)
     return pd.concat([head, body], axis=1)
 
 
