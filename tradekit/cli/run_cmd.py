@@ -132,7 +132,7 @@ def status(ctx: typer.Context, state_file: StateOpt = None, as_json: JsonOpt = F
     from tradekit.live.status import dumps, snapshot
 
     cfg = state(ctx).config
-    snap = snapshot(state_file or cfg.run.state)
+    snap = snapshot(state_file or cfg.run.state, drawdown_halt=cfg.risk.max_drawdown_halt_frac)
     if as_json:
         out.emit_text(dumps(snap) + "\n")
         return

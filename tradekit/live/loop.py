@@ -168,36 +168,60 @@ def spec_of(model: LoadedModel) -> Any:
 
 # -- candle history --------------------------------------------------------------------------
 class History:
-    """The newest candles of every symbol the features need, kept in memory and appended to
-    the candle store (so a restart does not refetch what it had)."""
+    """The newest candles of every symbol the features need, kept in memory as one float64
+    array per symbol (ms, open, high, low, close, volume) and appended to the candle store
+    (so a restart does not refetch what it had)."""
 
     def __init__(self, symbols: list[str], tf_ms: int, keep: int) -> None:
+        import numpy as np
+
         self.symbols = symbols
         self.tf_ms = tf_ms
         self.keep = keep
-        self.rows: dict[str, list[list[float]]] = {s: [] for s in symbols}
+        self.rows: dict[str, NDArray[np.float64]] = {s: np.empty((0, 6)) for s in symbols}
 
-    def add(self, symbol: str, rows: list[list[float]]) -> int:
+    def add(self, symbol: str, rows: Any) -> int:
+        """Append candles (ccxt rows or an array) newer than the newest kept one."""
+        import numpy as np
+
+        if not len(rows):
+            return 0
         have = self.rows[symbol]
-        last = have[-1][0] if have else -1
-        new = [r for r in rows if r[0] > last]
-        have.extend(new)
-        if len(have) > self.keep:
-            del have[: len(have) - self.keep]
-        return len(new)
+        last = have[-1, 0] if len(have) else -1.0
+        a = np.asarray(rows, dtype=np.float64)[:, :6]
+        a = a[a[:, 0] > last]
+        if len(a):
+            self.rows[symbol] = np.concatenate([have, a])[-self.keep :]
+        return len(a)
 
     def last_ms(self, symbol: str) -> int | None:
         have = self.rows[symbol]
-        return int(have[-1][0]) if have else None
+        return int(have[-1, 0]) if len(have) else None
+
+    def last_row(self, symbol: str) -> list[float] | None:
+        have = self.rows[symbol]
+        return have[-1].tolist() if len(have) else None
 
     def frame(self) -> pd.DataFrame:
+        """ohlcv/1 frame of every symbol's kept candles (built from the arrays, no row loop)."""
+        import numpy as np
         import pandas as pd
 
-        from tradekit.data import candles
-
-        return pd.concat(
-            [candles.from_rows(s, self.rows[s]) for s in sorted(self.symbols) if self.rows[s]],
-            ignore_index=True,
+        syms = [s for s in sorted(self.symbols) if len(self.rows[s])]
+        arr = np.concatenate([self.rows[s] for s in syms])
+        counts = [len(self.rows[s]) for s in syms]
+        return pd.DataFrame(
+            {
+                "symbol": pd.Series(np.repeat(np.asarray(syms, dtype=object), counts), dtype="str"),
+                "timestamp": pd.to_datetime(
+                    arr[:, 0].astype(np.int64), unit="ms", utc=True
+                ).as_unit("ms"),
+                "open": arr[:, 1],
+                "high": arr[:, 2],
+                "low": arr[:, 3],
+                "close": arr[:, 4],
+                "volume": np.nan_to_num(arr[:, 5]),
+            }
         )
 
 
@@ -414,11 +438,11 @@ class Runner:
                 df = None
             if df is not None and len(df):
                 tail = df.iloc[-self.history.keep :]
+                import numpy as np
+
                 ts = tail["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
-                vals = tail[["open", "high", "low", "close", "volume"]].to_numpy()
-                self.history.add(
-                    s, [[float(t), *map(float, v)] for t, v in zip(ts, vals, strict=True)]
-                )
+                vals = tail[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
+                self.history.add(s, np.column_stack([ts.astype(np.float64), vals]))
 
     def _fetch(self, symbol: str) -> list[list[float]]:
         from tradekit.data.exchange import call
@@ -513,18 +537,20 @@ class Runner:
         now = self._exchange_now()
         fresh: dict[str, list[list[float]]] = {}
         for s in self.history.symbols:
-            rows = [list(map(float, r)) for r in self._fetch(s)]
-            closed = [r for r in rows if r[0] + self.tf_ms <= now]
-            forming = [r for r in rows if r[0] + self.tf_ms > now]
+            raw = self._fetch(s)
+            # float64 with NaN for a missing value (ccxt gives None for an unknown volume)
+            rows = np.asarray(raw, dtype=np.float64).reshape(-1, 6) if raw else np.empty((0, 6))
+            done = rows[:, 0] + self.tf_ms <= now
+            closed = rows[done]
             self.history.add(s, closed)
-            fresh[s] = forming
-            if closed:
+            fresh[s] = rows[~done].tolist()
+            if len(closed):
                 try:
                     self.store.append(
                         self.cfg.exchange.id,
                         self.cfg.exchange.timeframe,
                         s,
-                        candles.from_rows(s, closed),
+                        candles.from_rows(s, closed.tolist()),
                     )
                 except InputError as e:
                     log.warning("candle store: %s", e)
@@ -546,9 +572,9 @@ class Runner:
         n = len(self.symbols)
         o, h, lo, c = (np.full(n, np.nan) for _ in range(4))
         for i, s in enumerate(self.symbols):
-            rows = self.history.rows[s]
-            if rows and rows[-1][0] == t:
-                o[i], h[i], lo[i], c[i] = rows[-1][1:5]
+            row = self.history.last_row(s)
+            if row is not None and row[0] == t:
+                o[i], h[i], lo[i], c[i] = row[1:5]
         t0 = time.perf_counter()
         if engine.open_ms is None or engine.open_ms < t:
             engine.open_phase(t, o)  # first candle of a fresh ledger: no pending orders yet

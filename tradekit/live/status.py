@@ -25,7 +25,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def snapshot(path: str | Path, *, stale_s: float = STALE_S) -> dict[str, Any]:
+def snapshot(
+    path: str | Path, *, stale_s: float = STALE_S, drawdown_halt: float = 0.0
+) -> dict[str, Any]:
+    """The ledger's state; ``drawdown_halt`` is ``[risk] max_drawdown_halt_frac`` (the halt
+    that is not latched, so it is judged from the equity and its peak)."""
     with Ledger(path, readonly=True) as ledger:
         db = ledger.db
         meta = ledger.meta()
@@ -37,6 +41,13 @@ def snapshot(path: str | Path, *, stale_s: float = STALE_S) -> dict[str, Any]:
             fresh = (t - int(run["heartbeat_ms"])) / 1000 < stale_s
             running = fresh and _alive(int(run["pid"]))
         halted = _halt(doc)
+        # The engine's own figures are the freshest (a kill or fill after the last close).
+        equity = doc.get("equity")
+        risk = doc.get("risk") or []
+        peak = max(float(risk[3]), float(equity)) if len(risk) > 3 and equity else None
+        under = bool(equity and peak and equity <= peak * (1.0 - drawdown_halt))
+        if not halted and drawdown_halt > 0 and under:
+            halted = "drawdown"
         state = "running" if running else "stopped"
         if doc.get("paused"):
             state += ", paused"
@@ -78,10 +89,6 @@ def snapshot(path: str | Path, *, stale_s: float = STALE_S) -> dict[str, Any]:
         today = db.execute(
             "SELECT coalesce(sum(pnl), 0), count(*) FROM trades WHERE exit_ms >= ?", (day0,)
         ).fetchone()
-        # The engine's own figures are the freshest (a kill or fill after the last close).
-        equity = doc.get("equity")
-        risk = doc.get("risk") or []
-        peak = max(float(risk[3]), float(equity)) if len(risk) > 3 and equity else None
         last = {}
         for r in db.execute(
             "SELECT d.* FROM decisions d JOIN (SELECT symbol, max(id) AS id FROM decisions "
