@@ -451,3 +451,82 @@ def test_usage_errors(run_cli):
     assert r.code == 2 and "-o" in r.err
     r = run_cli("featurize", "in.parquet", "-o", "out.parquet", "--feature-set", "nope")
     assert r.code == 3 and "nope" in r.err
+
+
+# -- the live tail: only the last rows ---------------------------------------------------------
+
+
+@functools.cache
+def last_input() -> pd.DataFrame:
+    # Symbols of different lengths and ends, gaps, starts off the 4h/1d boundaries, and two
+    # short ones (fewer rows than some ``last`` below, one of them a single candle).
+    return frame(
+        walk("BTC/USD", 1500, seed=11, drop=(250, 900, 1497)),
+        walk("ETH/USD", 1200, T0 + 7 * HOUR, 12, (90, 1100)),
+        walk("SOL/USD", 30, T0 + 1400 * HOUR, 13, (5,)),
+        walk("ADA/USD", 1, T0 + 100 * HOUR, 14),
+        walk("XRP/USD", 900, T0 + 301 * HOUR, 15, (400,)),
+    )
+
+
+LAST_SPECS = {
+    "default": load_spec(FeaturesConfig()),
+    "minimal": load_spec(FeaturesConfig(), "minimal"),
+    "two_htfs_two_refs": dataclasses.replace(
+        SMALL, include_timeframes=("4h", "1d"), corr_symbols=("BTC/USD", "ETH/USD")
+    ),
+}
+
+
+@pytest.mark.parametrize("which", list(LAST_SPECS))
+def test_last_rows_equal_the_tail_of_the_full_output(which):
+    spec, df = LAST_SPECS[which], last_input()
+    full, full_meta = build_features(df, spec, "1h", cost=COST, labels=False, drop_warmup=False)
+    names = feature_columns(spec)
+    assert list(full.columns) == ["symbol", "timestamp", *names]
+    for last in (1, 4, 37, 5000):
+        got, meta = build_features(
+            df, spec, "1h", cost=COST, labels=False, drop_warmup=False, last=last
+        )
+        want = full.groupby("symbol", sort=False).tail(last).reset_index(drop=True)
+        assert list(got.columns) == list(full.columns)
+        assert isinstance(got.index, pd.RangeIndex) and len(got) == len(want)
+        assert got["symbol"].tolist() == want["symbol"].tolist()
+        assert (got["timestamp"] == want["timestamp"]).all()
+        assert got["timestamp"].dtype == full["timestamp"].dtype
+        g, w = got[names].to_numpy(np.float64), want[names].to_numpy(np.float64)
+        assert np.array_equal(g, w, equal_nan=True)
+        # The comparison is not vacuous: the tail holds real values in every column group.
+        assert not np.isnan(g[got["symbol"] == "BTC/USD"][-1]).all()
+        assert meta["rows_out"] == len(got) and meta["rows_in"] == len(df)
+        assert {k: v for k, v in meta.items() if k != "rows_out"} == {
+            k: v for k, v in full_meta.items() if k != "rows_out"
+        }
+    # A ``last`` beyond every symbol's length is the whole frame.
+    counts = got.groupby("symbol").size()
+    assert counts["ADA/USD"] == 1 and counts["SOL/USD"] == 29 and len(got) == len(full)
+
+
+def test_last_tail_values_are_defined_in_htf_and_reference_columns():
+    # Real values (not NaN on both sides) in the columns the tail gathers separately.
+    spec = LAST_SPECS["two_htfs_two_refs"]
+    got = build_features(
+        last_input(), spec, "1h", cost=COST, labels=False, drop_warmup=False, last=3
+    )[0]
+    row = got[got["symbol"] == "BTC/USD"].iloc[-1]
+    for prefix in ("tf4h_", "tf1d_", "ref_btc_usd_", "ref_eth_usd_"):
+        cols = [c for c in feature_columns(spec) if c.startswith(prefix)]
+        assert cols and row[cols].notna().all(), prefix
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"labels": True, "drop_warmup": False, "last": 1}, "labels=False"),
+        ({"labels": False, "drop_warmup": True, "last": 1}, "drop_warmup=False"),
+        ({"labels": False, "drop_warmup": False, "last": 0}, "at least 1"),
+    ],
+)
+def test_last_needs_no_labels_no_warmup_drop_and_a_positive_count(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_features(last_input(), SMALL, "1h", cost=COST, **kwargs)

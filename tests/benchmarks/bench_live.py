@@ -142,7 +142,9 @@ def bench_decision(rounds: int = 30) -> None:
             bar = np.array([arr[s][i][1:5] for s in symbols])
             a = time.perf_counter()
             frame = hist.frame()
-            build_features(frame, signals.spec, "1h", cost=0.0, labels=False, drop_warmup=False)
+            build_features(
+                frame, signals.spec, "1h", cost=0.0, labels=False, drop_warmup=False, last=1
+            )
             b = time.perf_counter()
             pred, _ = signals.predict(t_ms, hist)  # features again + predict
             c = time.perf_counter()

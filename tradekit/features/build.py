@@ -46,6 +46,9 @@ Ints = npt.NDArray[np.int64]
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 WEEK_MS = 604_800_000
 MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: weekly buckets start there
+# Families whose value at a row depends on that row alone (not on earlier candles).
+_ROWWISE_FAMILIES = frozenset({"time"})
+_CANDLE_FIELDS = ("ts", "open", "high", "low", "close", "volume")
 
 
 @dataclass(frozen=True)
@@ -122,18 +125,28 @@ def compute_block(
     k: Candles, families: tuple[str, ...], spec: FeatureSpec, out: Array | None = None
 ) -> list[Array]:
     """The families' columns for one series, NaN in each family's warm-up rows; with ``out``
-    (rows x columns) they are written there, each as soon as it is made (still in cache)."""
+    (rows x columns) they are written there, each as soon as it is made (still in cache). An
+    ``out`` of fewer rows than ``k`` receives the last rows of each column (computed over all
+    of ``k``), and the returned columns are its columns."""
     cols: list[Array] = []
+    skip = 0 if out is None else len(k) - len(out)  # leading rows not written to ``out``
+    if skip < 0:
+        raise AssertionError(f"{len(k)} rows of candles for {len(k) - skip} output rows")
+    tail = k if skip == 0 else Candles(*(getattr(k, c)[skip:] for c in _CANDLE_FIELDS))
     for f, expected, need in _layout(families, spec):
-        arrays = _family(f, k, spec)
+        # A family of row-wise values is computed on the written rows alone.
+        rowwise = f in _ROWWISE_FAMILIES
+        arrays = _family(f, tail if rowwise else k, spec)
         if len(arrays) != expected:  # names and values must stay in step
             raise AssertionError(f"family {f}: {len(arrays)} arrays for {expected} columns")
         for i, a in enumerate(arrays):
             if out is not None:
                 j = len(cols) + i
-                out[:, j] = a
+                out[:, j] = a if rowwise else a[skip:]
                 a = arrays[i] = out[:, j]
-            elif not a.flags.writeable:  # a view of a read-only result
+                a[: max(need - skip, 0)] = np.nan
+                continue
+            if not a.flags.writeable:  # a view of a read-only result
                 arrays[i] = a = a.copy()
             a[:need] = np.nan
         cols += arrays
@@ -248,6 +261,7 @@ def build_features(
     labels: bool = True,
     drop_warmup: bool = True,
     source_label: str = "input",
+    last: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """features/1 frame (symbol, timestamp, features..., labels...) and its metadata.
 
@@ -255,7 +269,17 @@ def build_features(
     input in error messages. Rows whose labels are unknown (the last ``label_horizon``) are
     kept. With ``drop_warmup`` each symbol's leading rows with any NaN feature are dropped; a
     symbol left with no row is dropped whole (listed in ``dropped_symbols``).
+
+    With ``last`` (the live loop, which reads only the newest rows) the frame holds only each
+    symbol's last ``last`` rows (all of a shorter symbol's), bit-identical to those rows of the
+    full frame: features are still computed over all the input, but only those rows are
+    written. It needs ``labels`` and ``drop_warmup`` off.
     """
+    if last is not None:
+        if labels or drop_warmup:
+            raise ValueError("build_features: last needs labels=False and drop_warmup=False")
+        if last < 1:
+            raise ValueError(f"build_features: last must be at least 1, got {last}")
     slices = _check(ohlcv, source_label)
     base_ms = timeframe_ms(timeframe)
     htfs = higher_timeframes(spec, timeframe)
@@ -282,16 +306,26 @@ def build_features(
     names = feature_columns(spec)
     lnames = label_columns() if labels else []
     n = len(ohlcv)
+    # Each symbol's output rows: all of them, or (with ``last``) its last ``last``.
+    out_sl = slices
+    if last is not None:
+        out_sl, at = {}, 0
+        for sym, sl in slices.items():
+            m = min(last, sl.stop - sl.start)
+            out_sl[sym] = slice(at, at + m)
+            at += m
+    n_out = n if last is None else sum(sl.stop - sl.start for sl in out_sl.values())
     # One column-major matrix: a column is a contiguous view, and the frame is one block.
-    mat = np.empty((n, len(names) + len(lnames)), order="F")
+    mat = np.empty((n_out, len(names) + len(lnames)), order="F")
     cols = {c: mat[:, len(names) + j] for j, c in enumerate(lnames)}
     keep = np.ones(n, dtype=bool)
     warmup: dict[str, int] = {}
     for sym, sl in slices.items():
         k = candles(sl)
-        rows = mat[sl]
+        rows = mat[out_sl[sym]]
         j = len(compute_block(k, spec.indicators, spec, out=rows))
-        close_ms = k.ts + base_ms
+        ts_out = k.ts[len(k) - len(rows) :]  # the timestamps of the rows written
+        close_ms = ts_out + base_ms
         for tf, ratio in htfs:
             hk, h_close = resample(k, timeframe_ms(tf), ratio)
             idx = np.searchsorted(h_close, close_ms, side="right") - 1
@@ -300,7 +334,7 @@ def build_features(
             j += len(padded)
         for ref in spec.corr_symbols:
             r_ts, padded = refs[ref]
-            idx = np.searchsorted(r_ts, k.ts, side="right") - 1
+            idx = np.searchsorted(r_ts, ts_out, side="right") - 1
             _take(padded, idx, rows[:, j : j + len(padded)])
             j += len(padded)
         if j != len(names):  # names and values must stay in step
@@ -331,7 +365,16 @@ def build_features(
             f"{warmup_candles(spec, timeframe)} per symbol at {timeframe}; give more history, "
             'fewer/shorter [features] periods or include_timeframes, or set = "minimal"'
         )
-    frame = _frame(ohlcv, mat, [*names, *lnames], keep if drop_warmup else None)
+    if last is None:
+        frame = _frame(ohlcv, mat, [*names, *lnames], keep if drop_warmup else None)
+    else:
+        pos = np.concatenate(
+            [
+                np.arange(sl.stop - (o.stop - o.start), sl.stop)
+                for sl, o in zip(slices.values(), out_sl.values(), strict=True)
+            ]
+        )
+        frame = _frame(ohlcv, mat, [*names, *lnames], None, pos)
     meta: dict[str, Any] = {
         "timeframe": timeframe,
         "feature_set": spec.name,
@@ -356,10 +399,14 @@ def _frame(
     mat: npt.NDArray[np.float64],
     names: list[str],
     keep: npt.NDArray[np.bool_] | None,
+    at: npt.NDArray[np.intp] | None = None,
 ) -> pd.DataFrame:
     """The output frame over ``mat`` (column-major, no copy); ``keep`` selects rows in place,
-    a column at a time, so memory never holds a second matrix."""
-    if keep is not None:
+    a column at a time, so memory never holds a second matrix. ``at`` gives the input
+    positions of ``mat``'s rows when it holds only some (already selected) rows."""
+    if at is not None:
+        head = ohlcv[["symbol", "timestamp"]].take(at).reset_index(drop=True)
+    elif keep is not None:
         rows = int(keep.sum())
         for j in range(mat.shape[1]):
             col = mat[:, j]

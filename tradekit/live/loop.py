@@ -118,16 +118,14 @@ class ModelSignals:
         from tradekit.features.build import build_features
 
         frame = history.frame()
+        look = max(1, self.model.lookback)
+        # Indicators run over the whole tail; only the rows the model reads are kept.
         feats, _ = build_features(
-            frame, self.spec, self.timeframe, cost=0.0, labels=False, drop_warmup=False
+            frame, self.spec, self.timeframe, cost=0.0, labels=False, drop_warmup=False, last=look
         )
         ts = feats["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
-        look = self.model.lookback
         out = np.full(len(self.symbols), np.nan)
-        if look <= 1:
-            rows = feats[ts == t_ms]
-        else:
-            rows = feats[(ts > t_ms - look * history.tf_ms) & (ts <= t_ms)]
+        rows = feats[(ts > t_ms - look * history.tf_ms) & (ts <= t_ms)]
         rows = rows[rows["symbol"].isin(self.symbols)].reset_index(drop=True)
         if not len(rows):
             return out, ""
