@@ -147,6 +147,10 @@ class KrakenSim:
         return f"http://127.0.0.1:{self.httpd.server_port}"
 
     def __enter__(self) -> KrakenSim:
+        # Parse the candle files now: a first request that parses them under a loaded test
+        # run can outlast the short client timeouts the fault tests use.
+        for pair in CANDLE_FILES:
+            candles(self.data_dir, pair)
         self.thread.start()
         return self
 

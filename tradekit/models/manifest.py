@@ -105,10 +105,12 @@ def build(
         "per_symbol": per_symbol,
         "models": dict(models),
         "lookback": lookback,
+        # The spec lets the live loop build exactly these features (absent for feature files
+        # made outside `featurize`).
         "feature_set": {
             "name": meta["feature_set"],
             "hash": meta["feature_set_hash"],
-            "spec": meta.get("feature_spec"),
+            **({"spec": meta["feature_spec"]} if meta.get("feature_spec") else {}),
         },
         "data": {
             "features_file": features_file.name,
