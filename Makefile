@@ -40,6 +40,10 @@ demo: install  ## the weekly job on the offline sample, end to end
 	$(BIN)/tradekit backtest $(DEMO)/ohlcv.parquet \
 	  --predictions $(DEMO)/model/oos_predictions.parquet -o $(DEMO)/report.json \
 	  --trades $(DEMO)/trades.parquet --plot $(DEMO)/equity.png
+	@# The live loop's engine on the same files (paper broker): the same trades as the backtest.
+	$(BIN)/tradekit run --replay $(DEMO)/ohlcv.parquet \
+	  -p $(DEMO)/model/oos_predictions.parquet --state $(DEMO)/replay.db
+	$(BIN)/tradekit status --state $(DEMO)/replay.db
 	@# The verdict is shown as it is: a model that fails the gate fails it here too (exit 1
 	@# is a verdict, not a broken demo; any other failure stops the demo).
 	@rc=0; $(BIN)/tradekit gate $(DEMO)/report.json -o $(DEMO)/verdict.json || rc=$$?; \

@@ -153,7 +153,7 @@ def render(s: dict[str, object]) -> str:
         f"candle     {_t(s['last_candle_ms'])}  "  # type: ignore[arg-type]
         f"(heartbeat {_t(s['heartbeat_ms'])})",  # type: ignore[arg-type]
         f"equity     {_money(s['equity'])}  cash {_money(s['cash'])}  "
-        f"drawdown {_pct(s['drawdown'])}",
+        f"drawdown {_pct(s['drawdown'], signed=False)}",
         f"realized   today {_money(s['realized_pnl_today'])} ({s['trades_today']} trades)  "
         f"total {_money(s['realized_pnl_total'])} ({s['trades_total']} trades)",
     ]
@@ -187,5 +187,7 @@ def _money(v: object) -> str:
     return f"{v:,.2f}" if isinstance(v, int | float) else "-"
 
 
-def _pct(v: object) -> str:
-    return f"{v:+.2%}" if isinstance(v, int | float) else "-"
+def _pct(v: object, *, signed: bool = True) -> str:
+    if not isinstance(v, int | float):
+        return "-"
+    return f"{v:+.2%}" if signed else f"{v:.2%}"
