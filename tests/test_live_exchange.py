@@ -113,8 +113,7 @@ def test_live_cycles_survive_faults_without_duplicates(tmp_path: Path, sim: Krak
         once(args, env)
         sim.advance_to(sim.now_ms + HOUR)
     assert not faults, "every fault was consumed by an order"
-    kinds = Counter(o.reason is None for o in sim.orders)
-    assert len(sim.orders) >= 6 and kinds
+    assert len(sim.orders) >= 6
     assert_matches(tmp_path / "live.db", sim)
 
 

@@ -7,7 +7,7 @@ The stable API for ``featurize`` and the live loop:
 - :func:`feature_columns` -- the feature column names a spec produces, in order;
 - :func:`tail_candles` -- how many recent candles per symbol reproduce the last row exactly.
 
-Importing this package loads numpy and pandas (through ``build``); ``tradekit.features.sets``
+Importing this package loads numpy, pandas and numba (through ``build``); ``tradekit.features.sets``
 alone is stdlib only.
 """
 

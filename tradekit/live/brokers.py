@@ -13,6 +13,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from tradekit import risk as rk
 from tradekit.live.engine import PaperBroker
 from tradekit.live.orders import OrderRequest, OrderStatus
 
@@ -80,7 +81,7 @@ def close_all(engine: Engine, ledger: Any, tag: str) -> str:
         ref = a.last_close if not math.isnan(a.last_close) else a.entry_price
         engine._decide(t_ms, s, f"kill-{tag}", "exit", "kill", price=ref, qty=a.qty)
         if engine._sell(s, t_ms, a.qty, ref, pol.EXIT_SIGNAL, tag) > 0 and a.qty <= 0:
-            engine._trades.append(_kill_trade(engine, s, t_ms))
+            engine._close_trade(s, t_ms, pol.EXIT_SIGNAL, a.last_close, "kill")
             pol.on_exit(engine.ps[s])
             a.pending = 0
             closed.append(engine.symbols[s])
@@ -90,32 +91,6 @@ def close_all(engine: Engine, ledger: Any, tag: str) -> str:
     engine.equity = engine.cash + engine.positions_value()
     engine._commit(t_ms)
     return f"closed {', '.join(closed) or 'nothing'}; paused; stopping"
-
-
-def _kill_trade(engine: Engine, s: int, t_ms: int) -> tuple[Any, ...]:
-    a = engine.acct[s]
-    pnl = a.proceeds - a.cost
-    return (
-        engine.symbols[s],
-        a.entry_ms,
-        t_ms,
-        a.entry_price,
-        a.exit_value / a.exit_qty if a.exit_qty > 0 else math.nan,
-        a.entry_qty,
-        a.fees,
-        pnl,
-        pnl / a.cost,
-        "kill",
-        _reason(a.entry_reason),
-        max(0.0, 1.0 - min(a.mae_low, a.last_close) / a.entry_price),
-        a.n_partial,
-    )
-
-
-def _reason(code: int) -> str:
-    from tradekit import policy as pol
-
-    return pol.REASON_NAMES[code]
 
 
 class LiveLoopBroker:
@@ -137,7 +112,7 @@ class LiveLoopBroker:
         rules = self.ex.rules(req.symbol)
         qty = req.qty
         if rules.qty_step > 0:
-            qty = math.floor(qty / rules.qty_step * (1 + 1e-9)) * rules.qty_step
+            qty = rk.floor_qty(qty, rules.qty_step)
         if qty <= 0 or qty < rules.min_qty or qty * ref_price < rules.min_cost:
             return OrderStatus(
                 req.key, status="rejected", message=f"below the exchange minimum ({qty:g})"
@@ -203,16 +178,8 @@ class LiveLoopBroker:
                 (st.key, r["symbol"], "sell", st.filled, st.avg_price, st.fee, "stoploss",
                  int(r["candle_ms"]))
             )  # fmt: skip
-            q = min(st.filled, a.qty)
-            a.qty -= q
-            if a.qty < a.entry_qty * 1e-9:
-                a.qty = 0.0
-            a.proceeds += q * st.avg_price - st.fee
-            a.exit_qty += q
-            a.exit_value += q * st.avg_price
-            a.fees += st.fee
-            engine.cash += q * st.avg_price - st.fee
-            engine.fees_paid += st.fee
+            # A stop floored to the lot size may leave dust: a looser flat threshold.
+            engine._book_sell(s, min(st.filled, a.qty), st.avg_price, st.fee, dust=1e-9)
             if a.qty <= 0:
                 t_ms = engine.last_candle_ms or 0
                 engine._close_trade(s, t_ms, pol.STOPLOSS, st.avg_price)
@@ -238,7 +205,7 @@ class LiveLoopBroker:
             rules = self.ex.rules(sym)
             qty = a.qty
             if rules.qty_step > 0:
-                qty = math.floor(qty / rules.qty_step * (1 + 1e-9)) * rules.qty_step
+                qty = rk.floor_qty(qty, rules.qty_step)
             if rules.price_step > 0:
                 level = math.floor(level / rules.price_step * (1 + 1e-12)) * rules.price_step
             current = rows[0] if rows else None

@@ -241,7 +241,6 @@ class Engine:
 
     def _sell(self, s: int, t_ms: int, qty: float, ref: float, reason: int, tag: str) -> float:
         """Sell ``qty`` of symbol ``s``; returns the quantity sold."""
-        a = self.acct[s]
         sym = self.symbols[s]
         req = OrderRequest(f"{sym}|{t_ms}|{tag}", sym, "sell", qty)
         st = self._execute(req, ref, t_ms, pol.REASON_NAMES[reason])
@@ -250,20 +249,31 @@ class Engine:
                 "error", "order", f"{sym}: sell {qty:g} {st.status}: {st.message}", key=req.key
             )
             return 0.0
-        q = st.filled
-        value = q * st.avg_price
-        a.qty -= q
-        if a.qty < a.entry_qty * 1e-12:
-            a.qty = 0.0
-        a.proceeds += value - st.fee
-        a.exit_qty += q
-        a.exit_value += value
-        a.fees += st.fee
-        self.cash += value - st.fee
-        self.fees_paid += st.fee
-        return q
+        self._book_sell(s, st.filled, st.avg_price, st.fee)
+        return st.filled
 
-    def _close_trade(self, s: int, t_ms: int, reason: int, mae_arg: float) -> None:
+    def _book_sell(
+        self, s: int, qty: float, price: float, fee: float, *, dust: float = 1e-12
+    ) -> None:
+        """A sell fill in the account and the wallet (the kernel's ``_sell``); a remainder
+        below ``dust`` of the entry quantity counts as flat."""
+        a = self.acct[s]
+        value = qty * price
+        a.qty -= qty
+        if a.qty < a.entry_qty * dust:
+            a.qty = 0.0
+        a.proceeds += value - fee
+        a.exit_qty += qty
+        a.exit_value += value
+        a.fees += fee
+        self.cash += value - fee
+        self.fees_paid += fee
+
+    def _close_trade(
+        self, s: int, t_ms: int, reason: int, mae_arg: float, reason_name: str = ""
+    ) -> None:
+        """Record the closed trade; ``reason_name`` names an exit that is not a policy rule
+        (a kill)."""
         a = self.acct[s]
         pnl = a.proceeds - a.cost
         low = min(a.mae_low, mae_arg)
@@ -278,7 +288,7 @@ class Engine:
                 a.fees,
                 pnl,
                 pnl / a.cost,
-                pol.REASON_NAMES[reason],
+                reason_name or pol.REASON_NAMES[reason],
                 pol.REASON_NAMES[a.entry_reason],
                 max(0.0, 1.0 - low / a.entry_price),
                 a.n_partial,
@@ -485,19 +495,15 @@ class Engine:
 
         now = now_ms()
         with self.ledger.tx() as db:
-            if self._decisions:
-                db.executemany(
-                    "INSERT OR IGNORE INTO decisions (candle_ms, symbol, phase, action, reason, "
-                    "prediction, price, qty, model_version, input_hash, created_ms) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            d.candle_ms, d.symbol, d.phase, d.action, d.reason, d.prediction,
-                            d.price, d.qty, self.model_version, input_hash, now,
-                        )
-                        for d in self._decisions
-                    ],
-                )  # fmt: skip
+            self.ledger.decisions(
+                [
+                    (
+                        d.candle_ms, d.symbol, d.phase, d.action, d.reason, d.prediction,
+                        d.price, d.qty, self.model_version, input_hash,
+                    )
+                    for d in self._decisions
+                ]
+            )  # fmt: skip
             if self._fills:
                 db.executemany(
                     "INSERT OR IGNORE INTO fills (order_key, symbol, side, qty, price, fee, "
@@ -563,9 +569,6 @@ class Engine:
             stop = max(stop, float(row["high"]) * (1.0 - float(pp["trail"])))
         return stop if stop > 0 else None
 
-    def positions_value(self, marks: dict[str, float] | None = None) -> float:
-        total = 0.0
-        for sym, a in zip(self.symbols, self.acct, strict=True):
-            if a.qty > 0.0:
-                total += a.qty * (marks or {}).get(sym, a.last_close)
-        return total
+    def positions_value(self) -> float:
+        """Open positions marked at their last close."""
+        return sum(a.qty * a.last_close for a in self.acct if a.qty > 0.0)

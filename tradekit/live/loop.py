@@ -244,7 +244,6 @@ class Runner:
         self.stop = _Stop()
         self.summary = RunSummary(self.mode)
         self._manifest_stamp: tuple[float, int] | None = None
-        self._deadman_at = 0.0
         self._clock_offset = 0  # exchange clock - local clock, ms
 
     # ---- start -----------------------------------------------------------------------------
