@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.kraken import KrakenServer
+from tests.servers.sshd import Sshd
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -104,3 +105,20 @@ def kraken_env(kraken: KrakenServer) -> dict[str, str]:
         "TRADEKIT_EXCHANGE__RETRIES": "3",
         "TRADEKIT_EXCHANGE__TIMEOUT_S": "2",
     }
+
+
+@pytest.fixture
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """A real OpenSSH server on a free port of 127.0.0.1 (Debian's openssh-server, which
+    .ci/run installs); skipped on a machine without it unless TRADEKIT_REQUIRE_SHARED is set."""
+    from tests.servers import sshd as sshd_mod
+
+    if not sshd_mod.available():
+        if os.environ.get("TRADEKIT_REQUIRE_SHARED"):
+            pytest.fail("/usr/sbin/sshd missing but TRADEKIT_REQUIRE_SHARED is set")
+        pytest.skip("no /usr/sbin/sshd (apt-get install openssh-server)")
+    s = sshd_mod.Sshd.start(tmp_path_factory.mktemp("sshd"))
+    try:
+        yield s
+    finally:
+        s.stop()

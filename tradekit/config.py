@@ -272,6 +272,18 @@ class DeployConfig:
     path: str = _opt("/opt/tradekit", "remote directory holding releases/ and current")
     service: str = _opt("tradekit-run", "systemd service restarted after a deploy")
     keep: int = _opt(5, "releases kept on the host", _positive)
+    restart: str = _opt(
+        "sudo -n systemctl restart {service}",
+        "command run on the host after the switch ({service} is replaced; empty: none)",
+    )
+    health: str = _opt(
+        "systemctl is-active --quiet {service}",
+        "command run on the host until it succeeds after the restart ({service}, {version}, "
+        "{path} are replaced; empty: no check)",
+    )
+    health_timeout_s: float = _opt(
+        60.0, "seconds the health command has to succeed before the deploy rolls back", _positive
+    )
 
 
 @dataclass(frozen=True)
@@ -307,6 +319,31 @@ class NotifyConfig:
     sender: str = _opt("", "registered Signal number sending the messages, e.g. +43...")
     recipients: list[str] = _opt([], "numbers or group ids that receive messages")
     timeout_s: float = _opt(10.0, "seconds before one request counts as failed", _positive)
+    webhook: str = _opt("", "also POST each message as JSON to this URL (empty: off)", _url)
+    text_mode: str = _opt(
+        "styled", "styled (**bold**, *italic*, `mono`) or normal", _one_of("styled", "normal")
+    )
+    events: str = _opt(
+        "info",
+        "lowest event level sent to the phone: info, warning, error, or off",
+        _one_of("info", "warning", "error", "off"),
+    )
+    batch_s: float = _opt(
+        30.0, "events within this many seconds go out as one message", _non_negative
+    )
+    max_per_hour: int = _opt(
+        20, "most event messages per hour; the rest wait and go out batched", _positive
+    )
+    allow: list[str] = _opt(
+        [], "numbers allowed to send commands (empty: the recipients that are numbers)"
+    )
+    commands: bool = _opt(True, "`listen` answers status/pause/resume/kill/ask from the phone")
+    receive: str = _opt(
+        "auto",
+        "how `listen` reads messages: auto (from /v1/about), poll or websocket",
+        _one_of("auto", "poll", "websocket"),
+    )
+    poll_s: float = _opt(5.0, "seconds between receive polls and event checks", _positive)
 
 
 @dataclass(frozen=True)
@@ -320,6 +357,14 @@ class AskConfig:
     base_url: str = _opt("", "API base URL (e.g. http://127.0.0.1:11434/v1 for Ollama)", _url)
     language: str = _opt("en", "answer language, e.g. en or de")
     max_context_chars: int = _opt(20_000, "size cap of the context sent to the model", _positive)
+    max_tokens: int = _opt(2048, "most tokens the model may produce (thinking included)", _positive)
+    timeout_s: float = _opt(60.0, "seconds before the provider counts as failed", _positive)
+    price_in: float = _opt(
+        0.10, "USD per million input tokens, for the recorded cost", _non_negative
+    )
+    price_out: float = _opt(
+        0.50, "USD per million output tokens, for the recorded cost", _non_negative
+    )
 
 
 SECTIONS: dict[str, type] = {
@@ -360,6 +405,7 @@ SECRET_ENV = {
     "anthropic_api_key": "ANTHROPIC_API_KEY",
     "openai_api_key": "OPENAI_API_KEY",
     "deploy_sudo_password": "TRADEKIT_DEPLOY_SUDO_PASSWORD",
+    "notify_webhook_token": "TRADEKIT_WEBHOOK_TOKEN",
 }
 _SECRET_WORDS = ("key", "secret", "password", "token", "passphrase")
 _SECRET_EXEMPT = {("deploy", "key"), ("deploy", "known_hosts")}  # paths, not secrets

@@ -112,12 +112,16 @@ def _root(
 
 def _register() -> None:
     from tradekit.cli import (
+        ask_cmd,
         backtest_cmd,
         config_cmd,
         data_cmd,
+        deploy_cmd,
+        doctor_cmd,
         featurize_cmd,
         fetch_cmd,
         gate_cmd,
+        notify_cmd,
         predict_cmd,
         run_cmd,
         train_cmd,
@@ -134,6 +138,12 @@ def _register() -> None:
     app.command("pause")(run_cmd.pause)
     app.command("resume")(run_cmd.resume)
     app.command("kill")(run_cmd.kill)
+    app.command("deploy")(deploy_cmd.deploy)
+    app.command("summary")(ask_cmd.summary)
+    app.command("notify")(notify_cmd.notify)
+    app.command("listen")(notify_cmd.listen)
+    app.command("ask")(ask_cmd.ask)
+    app.command("doctor")(doctor_cmd.doctor)
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(config_cmd.app, name="config")
 

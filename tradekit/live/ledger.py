@@ -22,7 +22,7 @@ from typing import Any
 
 from tradekit.errors import InputError
 
-_APPEND_ONLY = ("decisions", "fills", "trades", "equity", "events")
+_APPEND_ONLY = ("decisions", "fills", "trades", "equity", "events")  # v1
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,7 +73,24 @@ def _append_only(table: str) -> str:
     )
 
 
-MIGRATIONS: list[str] = [_V1 + "".join(_append_only(t) for t in _APPEND_ONLY)]
+# v2: the phone. ``messages`` logs every command that came in (allowed or not) and every answer
+# that went out; ``asks`` records each LLM call's token use and cost; ``courier`` is the
+# notifier's own key-value state (delivery cursors, pending kill codes), kept out of ``meta``
+# because an empty ``meta`` is how ``run`` knows a ledger is fresh.
+_V2 = """
+CREATE TABLE messages (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, direction TEXT NOT NULL,
+    peer TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE asks (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, provider TEXT NOT NULL,
+    model TEXT NOT NULL, question TEXT NOT NULL, input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
+    latency_ms INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL);
+CREATE TABLE courier (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+MIGRATIONS: list[str] = [
+    _V1 + "".join(_append_only(t) for t in _APPEND_ONLY),
+    _V2 + _append_only("messages") + _append_only("asks"),
+]
 VERSION = len(MIGRATIONS)
 
 
@@ -205,6 +222,47 @@ class Ledger:
                 (now_ms(), level, kind, message, json.dumps(data, default=str)),
             )
 
+    def message(self, direction: str, peer: str, text: str, status: str, **data: Any) -> int:
+        """Log one phone message: direction ``in`` or ``out``; status e.g. ``accepted``,
+        ``ignored``, ``sent``, ``failed``. Returns its id."""
+        with self.tx() as db:
+            cur = db.execute(
+                "INSERT INTO messages (ts_ms, direction, peer, text, status, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (now_ms(), direction, peer, text, status, json.dumps(data, default=str)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def ask_usage(
+        self,
+        provider: str,
+        model: str,
+        question: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        latency_ms: int,
+        status: str,
+    ) -> None:
+        """Record one LLM call (token use and cost); the question is kept, never the context."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO asks (ts_ms, provider, model, question, input_tokens, "
+                "output_tokens, cost_usd, latency_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    now_ms(),
+                    provider,
+                    model,
+                    question,
+                    input_tokens,
+                    output_tokens,
+                    cost_usd,
+                    latency_ms,
+                    status,
+                ),
+            )
+
     def decisions(self, rows: list[tuple[Any, ...]]) -> None:
         """Rows of (candle_ms, symbol, phase, action, reason, prediction, price, qty,
         model_version, input_hash); a candle replayed after a crash keeps its first rows."""
@@ -301,6 +359,12 @@ class Ledger:
                 (os.getpid(), mode, t, t, model_version),
             )
             return int(cur.lastrowid or 0)
+
+    def last_run(self) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self.db.execute(
+            "SELECT * FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return row
 
     def heartbeat(self, run_id: int, model_version: str | None = None) -> None:
         with self.tx() as db:

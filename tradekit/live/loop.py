@@ -379,6 +379,16 @@ class Runner:
                 need |= set(signals.spec.corr_symbols)
                 keep = keep or tail_candles(signals.spec, cfg.exchange.timeframe)
             self.history = History(sorted(need), self.tf_ms, max(keep, 3))
+            prev = ledger.last_run()
+            if prev is not None and prev["stopped_ms"] is None:
+                msg = (
+                    f"restarted: the previous run (pid {prev['pid']}) ended without a clean "
+                    "stop; state restored from the ledger"
+                )
+                ledger.event("warning", "restart", msg, pid=prev["pid"])
+                log.warning(msg)
+            else:
+                ledger.event("info", "start", f"{self.mode} run started, model {signals.version}")
             self.run_id = ledger.start_run(self.mode, signals.version)
             broker.reconcile(engine)
             self._halt_check(engine)
