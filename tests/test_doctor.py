@@ -1,0 +1,122 @@
+"""``tradekit doctor`` against real parts: the Kraken-speaking server for markets and clock,
+real SQLite files for the ledger check, a config file for the config check."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import OHLC_NOW_MS
+from tests.servers.kraken import KrakenServer
+
+
+def _env(url: str, tmp: Path) -> dict[str, str]:
+    return {
+        "TRADEKIT_EXCHANGE__API_URL": url,
+        "TRADEKIT_EXCHANGE__RATE_LIMIT": "false",
+        "TRADEKIT_EXCHANGE__RETRIES": "0",
+        "TRADEKIT_EXCHANGE__RETRY_BACKOFF_S": "0.01",
+        "TRADEKIT_EXCHANGE__TIMEOUT_S": "2",
+        "TRADEKIT_EXCHANGE__SYMBOLS": "BTC/USD,BTC/USDT",
+        "TRADEKIT_RUN__STATE": str(tmp / "state" / "tradekit.db"),
+        "TRADEKIT_RUN__MODEL": str(tmp / "model"),
+    }
+
+
+def _checks(out: str) -> dict[str, dict[str, object]]:
+    doc = json.loads(out)
+    assert doc["schema"] == "doctor/1"
+    return {c["name"]: c for c in doc["checks"]}
+
+
+def test_ready_paper_machine_passes(run_cli, shared_data: Path, tmp_path: Path) -> None:
+    from tradekit.live.ledger import Ledger
+
+    Ledger(tmp_path / "state" / "tradekit.db").close()
+    # The server's clock is now, so the skew is only the round trip.
+    with KrakenServer(shared_data, int(time.time() * 1000)) as k:
+        r = run_cli("doctor", "--json", env=_env(k.url, tmp_path))
+    assert r.code == 0, r.err
+    c = _checks(r.out)
+    assert [c[n]["status"] for n in ("config", "exchange", "clock", "state", "disk")] == ["ok"] * 5
+    assert "markets loaded" in str(c["exchange"]["detail"])
+    assert c["api key"]["status"] == "skip"  # paper needs no key
+    assert c["model"]["status"] == "warn"  # nothing deployed yet is not a failure in paper
+    assert "check" in r.err and "exchange" in r.err  # the table goes to stderr
+
+
+def test_clock_skew_fails(run_cli, shared_data: Path, tmp_path: Path) -> None:
+    with KrakenServer(shared_data, OHLC_NOW_MS) as k:  # an exchange clock years behind
+        r = run_cli("doctor", "--json", env=_env(k.url, tmp_path))
+    assert r.code == 1
+    c = _checks(r.out)
+    assert c["clock"]["status"] == "fail"
+    assert "ahead of the exchange" in str(c["clock"]["detail"])
+    assert "clock" in r.err.splitlines()[-1]
+
+
+def test_unreachable_exchange_and_corrupt_ledger_fail(run_cli, tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    db = tmp_path / "state" / "tradekit.db"
+    db.parent.mkdir()
+    db.write_bytes(b"this is not sqlite" * 100)
+    r = run_cli("doctor", "--json", env=_env(f"http://127.0.0.1:{port}", tmp_path))
+    assert r.code == 1
+    c = _checks(r.out)
+    assert c["exchange"]["status"] == "fail"
+    assert c["clock"]["status"] == "skip"
+    assert c["state"]["status"] == "fail"
+    assert "not a database" in str(c["state"]["detail"])
+    assert "Traceback" not in r.err
+
+
+def test_live_without_key_fails_with_permissions_reminder(run_cli, tmp_path: Path) -> None:
+    r = run_cli("doctor", "--offline", "--live", "--json", env=_env("", tmp_path))
+    assert r.code == 1
+    c = _checks(r.out)
+    assert c["api key"]["status"] == "fail"
+    assert "never give it Withdraw" in str(c["api key"]["detail"])
+    assert c["model"]["status"] == "fail"  # live with nothing deployed cannot trade
+
+
+def test_key_is_never_printed(run_cli, tmp_path: Path) -> None:
+    env = {
+        **_env("", tmp_path),
+        "TRADEKIT_EXCHANGE_API_KEY": "AKEY-do-not-print",
+        "TRADEKIT_EXCHANGE_SECRET": "c2VjcmV0LWRvLW5vdC1wcmludA==",
+    }
+    r = run_cli("doctor", "--offline", "--json", env=env)
+    assert _checks(r.out)["api key"]["status"] == "ok"
+    assert "do-not-print" not in r.out + r.err
+    assert "c2VjcmV0" not in r.out + r.err
+
+
+def test_invalid_config_is_a_failed_check(run_cli, tmp_path: Path) -> None:
+    (tmp_path / "tradekit.toml").write_text("[risk]\nmax_positons = 3\n")
+    r = run_cli("doctor", "--offline", "--json")
+    assert r.code == 1  # a check said no, not "bad input": doctor is the tool that says why
+    c = _checks(r.out)
+    assert c["config"]["status"] == "fail"
+    assert "max_positons" in str(c["config"]["detail"])
+    assert {c[n]["status"] for n in c if n != "config"} == {"skip"}
+
+
+@pytest.mark.parametrize("free,status", [(10 << 30, "ok"), (3 << 30, "warn"), (1 << 20, "fail")])
+def test_disk_thresholds(free: int, status: str, tmp_path: Path, monkeypatch) -> None:
+    """The thresholds, on a disk whose free space is set (a real disk cannot be filled here)."""
+    import shutil
+
+    from tradekit.config import load_config
+    from tradekit.doctor import Doctor
+
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=free))
+    cfg = load_config(None)
+    got, detail = Doctor(cfg, offline=True).disk()
+    assert got == status, detail
