@@ -1,0 +1,192 @@
+"""``tradekit ask``: a one-shot analyst over the bot's read-only state.
+
+The LLM is an analyst, never a trader: this package reads the ledger (read-only), the model
+manifest and reports, builds a size-capped text context without secrets, and asks a provider
+(``anthropic``, ``openai``-compatible such as Ollama, or the offline ``none`` answer). Nothing
+here can reach a broker or place, change or cancel an order (a test walks the source to keep
+it so). This module stays import-light: the context builder and providers load on call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tradekit.errors import UsageError
+
+if TYPE_CHECKING:
+    from tradekit.config import Config
+
+log = logging.getLogger("tradekit.ask")
+
+PROVIDERS = ("none", "anthropic", "openai")
+ANSWER_SCHEMA = "ask/1"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One answer and what it cost. ``model`` is ``offline`` for the ``none`` provider."""
+
+    text: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: int
+    context_chars: int
+    truncated: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {"schema": ANSWER_SCHEMA, **asdict(self)}
+
+
+def answer(
+    cfg: Config,
+    question: str,
+    *,
+    state: str | None = None,
+    model: str | None = None,
+    context_files: Sequence[str] = (),
+    provider: str | None = None,
+) -> Answer:
+    """Answer ``question`` from the bot's state: ``state`` is the ledger ([run] state),
+    ``model`` the model dir ([run] model), ``context_files`` extra JSON/text files, ``provider``
+    overrides [ask] provider. Records token use in the ledger's ``asks`` table when the ledger
+    exists. Raises ConfigError (missing key), InputError (unreadable context file),
+    ExternalError (provider failed after retries or refused)."""
+    from tradekit.ask.context import build_context
+
+    name = (provider or cfg.ask.provider).strip().lower()
+    if name not in PROVIDERS:
+        raise UsageError(f"--provider {name!r}: expected one of {', '.join(PROVIDERS)}")
+    question = question.strip()
+    if not question:
+        raise UsageError("ask: the question is empty")
+    ledger_path = state or cfg.run.state
+    ctx = build_context(
+        cfg,
+        state=ledger_path,
+        model=model or cfg.run.model,
+        context_files=context_files,
+    )
+    t0 = time.perf_counter()
+    if name == "none":
+        from tradekit.ask.offline import offline_answer
+
+        text = offline_answer(ctx.facts, question, cfg.ask.language)
+        result = Answer(
+            text=text,
+            provider="none",
+            model="offline",
+            input_tokens=0,
+            output_tokens=0,
+            cost_usd=0.0,
+            latency_ms=_ms_since(t0),
+            context_chars=len(ctx.text),
+            truncated=ctx.truncated,
+        )
+    else:
+        from tradekit.ask import providers
+
+        try:
+            reply = providers.complete(
+                name,
+                cfg,
+                system=providers.system_prompt(cfg.ask.language),
+                user=providers.user_message(ctx.text, question),
+            )
+        except providers.ProviderFailed as e:
+            _record(ledger_path, name, cfg.ask.model, question, e.usage, _ms_since(t0), e.status)
+            raise e.error from None
+        cost = (
+            reply.input_tokens * cfg.ask.price_in + reply.output_tokens * cfg.ask.price_out
+        ) / 1e6
+        result = Answer(
+            text=reply.text,
+            provider=name,
+            model=reply.model or cfg.ask.model,
+            input_tokens=reply.input_tokens,
+            output_tokens=reply.output_tokens,
+            cost_usd=cost,
+            latency_ms=_ms_since(t0),
+            context_chars=len(ctx.text),
+            truncated=ctx.truncated,
+        )
+    _record(
+        ledger_path,
+        result.provider,
+        result.model,
+        question,
+        (result.input_tokens, result.output_tokens, result.cost_usd),
+        result.latency_ms,
+        "ok",
+    )
+    log.info(
+        "ask: %s %s, %d in / %d out tokens, $%.6f, %d ms, context %d chars%s",
+        result.provider,
+        result.model,
+        result.input_tokens,
+        result.output_tokens,
+        result.cost_usd,
+        result.latency_ms,
+        result.context_chars,
+        " (truncated)" if result.truncated else "",
+    )
+    return result
+
+
+def _ms_since(t0: float) -> int:
+    return round((time.perf_counter() - t0) * 1000)
+
+
+def _record(
+    path: str,
+    provider: str,
+    model: str,
+    question: str,
+    usage: tuple[int, int, float],
+    latency_ms: int,
+    status: str,
+) -> None:
+    """One row in the ledger's ``asks`` table, through a writable handle opened only for it
+    (the context was read through a read-only one). No ledger: log the usage instead."""
+    import sqlite3
+
+    from tradekit.errors import InputError
+    from tradekit.live.ledger import Ledger
+
+    tokens_in, tokens_out, cost = usage
+    if not Path(path).is_file():
+        log.info(
+            "ask: no ledger at %s, usage not recorded (%s %s, %d in / %d out tokens, $%.6f)",
+            path,
+            provider,
+            model,
+            tokens_in,
+            tokens_out,
+            cost,
+        )
+        return
+    try:
+        with Ledger(path) as ledger:
+            ledger.ask_usage(
+                provider,
+                model,
+                question,
+                input_tokens=tokens_in,
+                output_tokens=tokens_out,
+                cost_usd=cost,
+                latency_ms=latency_ms,
+                status=status,
+            )
+    except (InputError, sqlite3.Error) as e:
+        # The answer matters more than its bookkeeping: say so and go on.
+        log.warning("ask: usage not recorded in %s: %s", path, e)
+
+
+__all__ = ["PROVIDERS", "Answer", "answer"]

@@ -1,0 +1,257 @@
+"""``tradekit summary``: the day or week in a few short lines for a phone (the 20:00 timer runs
+``tradekit summary | tradekit notify -``), optionally with an equity PNG to attach.
+
+The window ends at ``--now`` when given, else at the ledger's latest equity candle: a replay
+(or the demo) lives in the past, and a live loop's latest candle is minutes old, so that is
+"now" in practice. When the latest candle is over a day older than the clock the text says so.
+Open positions and the risk state are the ledger's current ones. Stdlib and sqlite only;
+matplotlib loads inside :func:`write_png`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tradekit.ask.context import (
+    DAY_MS,
+    equity_window,
+    killed,
+    last_candle_ms,
+    quote_currency,
+    risk_state,
+)
+from tradekit.errors import UsageError
+from tradekit.timeutil import fmt_ms, now_ms
+
+SCHEMA = "summary/1"
+PERIODS = {"day": DAY_MS, "week": 7 * DAY_MS}
+WIDTH = 38  # the longest free-text line (event messages); a phone shows ~40 columns
+LEVEL_ORDER = {"critical": 0, "error": 1, "warning": 2}
+
+
+def window(path: str | Path, period: str, at_ms: int | None = None) -> tuple[int, int]:
+    """(start, end) of the period's window in ms; see the module doc for the anchor."""
+    from tradekit.live.ledger import Ledger
+
+    if period not in PERIODS:
+        raise UsageError(f"--period {period!r}: expected day or week")
+    if at_ms is None:
+        with Ledger(path, readonly=True) as ledger:
+            at_ms = last_candle_ms(ledger.db)
+    end = at_ms if at_ms is not None else now_ms()
+    return end - PERIODS[period], end
+
+
+def build_summary(
+    path: str | Path,
+    *,
+    period: str = "day",
+    at_ms: int | None = None,
+    clock_ms: int | None = None,
+    drawdown_halt: float = 0.0,
+    model_dir: str | Path | None = None,
+) -> dict[str, Any]:
+    """The summary document (schema ``summary/1``) of the ledger at ``path`` over ``period``
+    (day or week) ending at ``at_ms`` (default: the latest equity candle). ``clock_ms`` is the
+    time the staleness note compares against (default: ``at_ms`` or the wall clock)."""
+    from tradekit.live.ledger import Ledger
+    from tradekit.live.status import snapshot
+
+    start, end = window(path, period, at_ms)
+    snap = snapshot(path, drawdown_halt=drawdown_halt)
+    with Ledger(path, readonly=True) as ledger:
+        db = ledger.db
+        symbols = [s for s in ledger.meta().get("symbols", "").split(",") if s]
+        eq = equity_window(db, start, end)
+        peak_row = db.execute(
+            "SELECT peak, equity FROM equity WHERE candle_ms <= ? ORDER BY candle_ms DESC LIMIT 1",
+            (end,),
+        ).fetchone()
+        trades = [
+            dict(r)
+            for r in db.execute(
+                "SELECT symbol, exit_ms, pnl, pnl_pct, exit_reason FROM trades "
+                "WHERE exit_ms > ? AND exit_ms <= ? ORDER BY exit_ms, id",
+                (start, end),
+            )
+        ]
+        events: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in db.execute(
+            "SELECT ts_ms, level, kind, message FROM events WHERE ts_ms > ? AND ts_ms <= ? "
+            "AND level IN ('warning', 'error', 'critical') ORDER BY ts_ms, id",
+            (start, end),
+        ):
+            e = events.setdefault((r["level"], r["kind"]), {"count": 0})
+            e.update(
+                level=r["level"],
+                kind=r["kind"],
+                count=e["count"] + 1,
+                last_ms=r["ts_ms"],
+                last_message=r["message"],
+            )
+        last = last_candle_ms(db)
+        was_killed = killed(db)
+    peak = float(peak_row["peak"]) if peak_row else None
+    if peak_row is not None:
+        peak = max(peak or 0.0, float(peak_row["equity"]))
+    equity_end = eq["end"] if eq else None
+    wins = [t for t in trades if t["pnl"] > 0]
+    best = max(trades, key=lambda t: t["pnl"]) if trades else None
+    worst = min(trades, key=lambda t: t["pnl"]) if trades else None
+    clock = clock_ms if clock_ms is not None else (at_ms if at_ms is not None else now_ms())
+    version = snap.get("model_version") or _manifest_version(model_dir)
+    return {
+        "schema": SCHEMA,
+        "period": period,
+        "start_ms": start,
+        "end_ms": end,
+        "start": fmt_ms(start),
+        "end": fmt_ms(end),
+        "last_candle_ms": last,
+        "stale_days": (clock - last) // DAY_MS if last is not None and clock - last > DAY_MS else 0,
+        "mode": snap["mode"],
+        "state": snap["state"].split(",")[0],
+        "model_version": version,
+        "currency": quote_currency(symbols or [p["symbol"] for p in snap["positions"]]),
+        "equity": equity_end,
+        "equity_start": eq["start"] if eq else None,
+        "change": eq["change"] if eq else None,
+        "change_pct": eq["change_pct"] if eq else None,
+        "max_drawdown_period": eq["max_drawdown"] if eq else None,
+        "peak": peak,
+        "drawdown_from_peak": (1.0 - equity_end / peak) if equity_end and peak else None,
+        "realized_pnl": sum(t["pnl"] for t in trades),
+        "trades": len(trades),
+        "wins": len(wins),
+        "losses": len(trades) - len(wins),
+        "best": best,
+        "worst": worst,
+        "positions": [
+            {
+                k: p[k]
+                for k in (
+                    "symbol",
+                    "qty",
+                    "entry_price",
+                    "last_price",
+                    "unrealized_pnl",
+                    "unrealized_pct",
+                )
+            }
+            for p in snap["positions"]
+        ],
+        "risk": risk_state(snap, was_killed),
+        "events": sorted(
+            events.values(), key=lambda e: (LEVEL_ORDER.get(e["level"], 9), -e["count"], e["kind"])
+        ),
+    }
+
+
+def _manifest_version(model_dir: str | Path | None) -> str | None:
+    if model_dir is None:
+        return None
+    try:
+        doc = json.loads((Path(model_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    v = doc.get("version") if isinstance(doc, dict) else None
+    return str(v) if v else None
+
+
+def _m(v: Any, signed: bool = False) -> str:
+    if not isinstance(v, int | float):
+        return "-"
+    return f"{v:+,.2f}" if signed else f"{v:,.2f}"
+
+
+def _p(v: Any, signed: bool = True) -> str:
+    if not isinstance(v, int | float):
+        return "-"
+    return f"{v * 100:+.2f} %" if signed else f"{v * 100:.2f} %"
+
+
+def _cut(text: str, width: int = WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render(doc: dict[str, Any]) -> str:
+    """Short lines for a phone (at most ~40 columns)."""
+    cur = f" {doc['currency']}" if doc["currency"] else ""
+    p = doc["period"]
+    lines = [
+        f"tradekit {'daily' if p == 'day' else 'weekly'} summary",
+        f"from {doc['start']} UTC",
+        f"to   {doc['end']} UTC",
+        f"mode {doc['mode']}, {doc['state']}",
+        f"model {doc['model_version'] or '-'}",
+    ]
+    if doc["stale_days"]:
+        lines.append(f"! last candle {doc['stale_days']} d old")
+    lines += [
+        "",
+        f"Equity  {_m(doc['equity'])}{cur}",
+        f"Change  {_m(doc['change'], True)} ({_p(doc['change_pct'])})",
+        f"P&L     {_m(doc['realized_pnl'], True)} realized",
+    ]
+    n = doc["trades"]
+    if n:
+        lines.append(f"Trades  {n}: {doc['wins']} won, {doc['losses']} lost")
+        for label in ("best", "worst"):
+            t = doc[label]
+            lines.append(f" {label:<6} {t['symbol']} {_m(t['pnl'], True)} ({_p(t['pnl_pct'])})")
+    else:
+        lines.append("Trades  none closed")
+    lines += [
+        f"DD {p:<5}{_p(doc['max_drawdown_period'], False)}",
+        f"DD peak {_p(doc['drawdown_from_peak'], False)} of {_m(doc['peak'])}",
+        "",
+    ]
+    pos = doc["positions"]
+    lines.append(f"Positions: {len(pos) or 'none'}")
+    for x in pos:
+        lines.append(f" {x['symbol']} {_m(x['unrealized_pnl'], True)} ({_p(x['unrealized_pct'])})")
+    lines.append(f"Risk: {doc['risk']['text']}")
+    if doc["events"]:
+        lines.append("Events:")
+        for e in doc["events"]:
+            lines.append(f" {e['count']}x {e['level']} {e['kind']}")
+            lines.append(f"  {_cut(e['last_message'], WIDTH - 2)}")
+    else:
+        lines.append("Events: none")
+    return "\n".join(lines) + "\n"
+
+
+def write_png(path: str | Path, file: str | Path, doc: dict[str, Any]) -> None:
+    """The period's equity curve as a PNG at ``file`` (written atomically)."""
+    from datetime import UTC, datetime
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from tradekit.fsutil import atomic_path
+    from tradekit.live.ledger import Ledger
+
+    with Ledger(path, readonly=True) as ledger:
+        rows = ledger.db.execute(
+            "SELECT candle_ms, equity FROM equity WHERE candle_ms >= ? AND candle_ms <= ? "
+            "ORDER BY candle_ms",
+            (doc["start_ms"], doc["end_ms"]),
+        ).fetchall()
+    fig = Figure(figsize=(6, 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if rows:
+        xs = [datetime.fromtimestamp(r[0] / 1000, UTC) for r in rows]
+        ax.plot(xs, [r[1] for r in rows], color="tab:blue", linewidth=1.5)  # type: ignore[arg-type]
+        fig.autofmt_xdate()
+    else:
+        ax.text(0.5, 0.5, "no equity in this period", ha="center", va="center")
+    cur = f" ({doc['currency']})" if doc["currency"] else ""
+    ax.set_title(f"Equity{cur}, {doc['period']} to {doc['end']} UTC  {_p(doc['change_pct'])}")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(file) as tmp:
+        fig.savefig(tmp, format="png")
