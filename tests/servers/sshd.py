@@ -8,6 +8,7 @@ connection lost mid-upload.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -23,6 +24,24 @@ SSHD = "/usr/sbin/sshd"  # sshd re-execs itself and so must be started by absolu
 
 def available() -> bool:
     return Path(SSHD).is_file() and shutil.which("ssh-keygen") is not None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        todo += kids
+    return found
 
 
 def _free_port() -> int:
@@ -112,12 +131,15 @@ class Sshd:
         raise RuntimeError("sshd did not accept connections within 10 s")
 
     def cut(self) -> None:
-        """Kill the daemon and every session it forked (a network cut, seen from the client)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        # Sessions run in the daemon's process group; make sure none survive.
-        subprocess.run(["pkill", "-KILL", "-f", f"sshd.*{self.root}"], check=False)
+        """Kill the daemon and every session it forked (a network cut, seen from the client).
+        OpenSSH 9 runs each session in a session of its own (setsid), so killing the
+        listener's process group misses them: they are found in /proc and killed by pid."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        for pid in [*_descendants(self.proc.pid), self.proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

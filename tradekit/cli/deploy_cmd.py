@@ -1,12 +1,104 @@
-"""``tradekit deploy``: placeholder until its issue lands."""
+"""``tradekit deploy``: ship a model dir to the Pi as a release, switch to it atomically,
+restart, check health; roll back on failure."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from tradekit.cli.main import state
+from tradekit.cli.options import JsonOpt
 from tradekit.errors import UsageError
 
 
-def deploy(ctx: typer.Context) -> None:
-    """Not built yet."""
-    raise UsageError("deploy: not built yet")
+def deploy(
+    ctx: typer.Context,
+    model_dir: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="MODEL_DIR",
+            help="Model dir from 'train' (not needed with --rollback).",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST", help="SSH host, or 'local' for this machine [default: [deploy] host]."
+        ),
+    ] = None,
+    rollback: Annotated[
+        bool,
+        typer.Option("--rollback", help="Switch current back to the release before it."),
+    ] = False,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N",
+            help="Releases to keep after a deploy (current and previous always stay) "
+            "[default: [deploy] keep].",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Check, pack and print the plan; change nothing."),
+    ] = False,
+    attach: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--attach",
+            metavar="FILE",
+            help="Extra file for the release root, e.g. report.json or verdict.json (repeatable).",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Deploy a model dir as a new release on [deploy] host under [deploy] path.
+
+    Checks the model dir (exit 3 if bad), uploads one archive over SSH with the host key
+    pinned by [deploy] known_hosts, verifies every file's sha256 on the host, switches
+    <path>/current atomically, runs [deploy] restart and polls [deploy] health; on a failure it
+    switches back to the previous release. Exit 4 when the host fails or refuses. On the
+    host, point [run] model at <path>/current: the run loop reloads when it changes.
+    """
+    from tradekit.cli import output as out
+    from tradekit.config import with_overrides
+    from tradekit.deploy.ship import deploy_model
+    from tradekit.deploy.ship import rollback as do_rollback
+
+    config = state(ctx).config
+    cfg = with_overrides(
+        config.deploy, "deploy", {"host": ("--host", host), "keep": ("--keep", keep)}
+    )
+    password = config.secret("deploy_sudo_password")
+    if rollback:
+        if model_dir is not None or attach:
+            raise UsageError("--rollback takes no MODEL_DIR or --attach")
+        result = do_rollback(cfg, dry_run=dry_run, sudo_password=password)
+    else:
+        if model_dir is None:
+            raise UsageError("missing MODEL_DIR (or give --rollback)")
+        result = deploy_model(
+            model_dir, cfg, attach=attach or [], dry_run=dry_run, sudo_password=password
+        )
+    where = f"{result.host}:{result.path}"
+    if result.dry_run:
+        out.say(f"dry run of {result.action} to {where}:")
+        for step in result.plan:
+            out.say(f"  {step}")
+    elif result.action == "rollback":
+        out.say(
+            f"rolled back {where} to {result.release} (model {result.model_version}; "
+            f"was {result.previous}) in {result.seconds:.1f}s"
+        )
+    else:
+        pruned = f"; pruned {len(result.pruned)}" if result.pruned else ""
+        out.say(
+            f"deployed {result.release} (model {result.model_version}) to {where}: "
+            f"{result.bytes:,} bytes in {result.seconds:.1f}s; previous "
+            f"{result.previous or '(none)'}{pruned}"
+        )
+    if as_json:
+        out.emit_json(result.as_json())

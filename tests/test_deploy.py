@@ -1,0 +1,347 @@
+"""`tradekit deploy` against a real OpenSSH server on 127.0.0.1 (tests/servers/sshd.py) and
+through the local transport: a release lands and `current` switches atomically, a connection
+cut mid-upload leaves the old release current, a failing health check rolls back, unknown or
+changed host keys are refused, rollback, pruning, dry runs, and bad model dirs.
+
+The "service" on the host is a small script run as the restart command: it reads the release
+`current` points at and writes its model version to `<path>/running.txt`; the health command
+checks that the running version is the deployed one (what the real run loop reports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import cli_env
+from tests.servers.sshd import Sshd
+from tests.test_models import features_frame, write_config, write_features
+
+RESTART = (
+    "#!/bin/sh\n"
+    "# a stand-in service: load the release behind current, report its model version\n"
+    'sed -n \'s/.*"model_version": *"\\([^"]*\\)".*/\\1/p\' "$1/current/release.json" '
+    '> "$1/running.txt"\n'
+)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two small LightGBM model dirs (different models, different versions)."""
+    from tradekit.cli.main import main
+
+    d = tmp_path_factory.mktemp("models")
+    write_features(d / "f.parquet", features_frame(rows=200))
+    out: dict[str, Path] = {}
+    for name, rounds in (("a", 8), ("b", 12)):
+        cfg = write_config(
+            d / f"{name}.toml", n_estimators=rounds, train_window=100, test_window=50, step=50
+        )
+        assert main(["-c", str(cfg), "train", str(d / "f.parquet"), "-o", str(d / name)]) == 0
+        out[name] = d / name
+    return out
+
+
+def version(model_dir: Path) -> str:
+    from tradekit.models.manifest import files_version
+
+    return files_version(json.loads((model_dir / "manifest.json").read_text())["files"])
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """The deploy directory on the "host" (the same machine: sshd logs in as us)."""
+    return tmp_path / "srv" / "tradekit"
+
+
+def host_env(app: Path, **over: str) -> dict[str, str]:
+    script = app.parent / "restart.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(RESTART)
+    env = {
+        "TRADEKIT_DEPLOY__PATH": str(app),
+        "TRADEKIT_DEPLOY__RESTART": f"sh {script} {{path}}",
+        "TRADEKIT_DEPLOY__HEALTH": 'test "$(cat {path}/running.txt)" = {version}',
+        "TRADEKIT_DEPLOY__HEALTH_TIMEOUT_S": "5",
+    }
+    env.update({f"TRADEKIT_DEPLOY__{k.upper()}": v for k, v in over.items()})
+    return env
+
+
+@pytest.fixture
+def env(sshd: Sshd, app: Path) -> dict[str, str]:
+    return {**sshd.env(), **host_env(app)}
+
+
+def deploy_ok(run_cli: Any, env: dict[str, str], *args: str) -> dict[str, Any]:
+    r = run_cli("deploy", *args, "--json", env=env)
+    assert r.code == 0, r.err
+    doc: dict[str, Any] = json.loads(r.out)
+    assert doc["schema"] == "deploy/1" and doc["ok"] is True
+    return doc
+
+
+def current(app: Path) -> str:
+    link = os.readlink(app / "current")
+    assert link.startswith("releases/"), link  # relative: the tree stays relocatable
+    return link.removeprefix("releases/")
+
+
+def releases(app: Path) -> list[str]:
+    return sorted(p.name for p in (app / "releases").iterdir() if not p.name.startswith("."))
+
+
+def log_lines(app: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (app / "deploys.jsonl").read_text().splitlines()]
+
+
+def running(app: Path) -> str:
+    return (app / "running.txt").read_text().strip()
+
+
+def last_error(err: str) -> str:
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("tradekit: error: "), err
+    return line
+
+
+# -- the release archive ---------------------------------------------------------------------
+
+
+def test_archive_is_deterministic_and_complete(models, tmp_path):
+    import tarfile
+    from datetime import UTC, datetime
+
+    from tradekit.deploy.release import build_release
+
+    (tmp_path / "w1").mkdir()
+    (tmp_path / "w2").mkdir()
+    report = tmp_path / "report.json"
+    report.write_text('{"schema": "backtest/1"}\n')
+    r1 = build_release(
+        models["a"], tmp_path / "w1", attach=[report], now=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    r2 = build_release(
+        models["a"], tmp_path / "w2", attach=[report], now=datetime(2026, 1, 2, tzinfo=UTC)
+    )
+    assert r1.sha256 == r2.sha256 and r1.size == r2.size
+    assert (tmp_path / "w1/release.tar.gz").read_bytes() == (
+        tmp_path / "w2/release.tar.gz"
+    ).read_bytes()
+    assert r1.id == "20260101T000000Z-" + r1.sha256.removeprefix("sha256:")[:8]
+    assert r1.model_version == version(models["a"]) == r1.doc["model_version"]
+    with tarfile.open(r1.archive) as tar:
+        names = tar.getnames()
+        assert names[:-1] == sorted(names[:-1]) and names[-1] == "SHA256SUMS"
+        assert all(m.mtime == tar.getmembers()[0].mtime and m.uid == 0 for m in tar)
+    assert set(names) == {"manifest.json", "model.txt", "report.json", "SHA256SUMS"}
+    assert set(r1.files) == set(names)
+
+
+def test_templates_replace_only_their_names():
+    from tradekit.deploy.ship import fill
+
+    got = fill("x={version} ${HOME} {service} {path} {other}", service="s", version="v", path="/p")
+    assert got == "x=v ${HOME} s /p {other}"
+
+
+# -- over SSH --------------------------------------------------------------------------------
+
+
+def test_deploy_lands_and_switches(run_cli, models, sshd, env, app):
+    from tradekit.models.predict import load_model
+
+    a = deploy_ok(run_cli, env, str(models["a"]))
+    assert current(app) == a["release"] and a["previous"] is None
+    assert a["model_version"] == version(models["a"]) == running(app)
+    b = deploy_ok(run_cli, env, str(models["b"]))
+    assert current(app) == b["release"] and b["previous"] == a["release"]
+    assert running(app) == version(models["b"]) != version(models["a"])
+    rel = app / "releases" / b["release"]
+    for name in ("manifest.json", "model.txt"):
+        assert (rel / name).read_bytes() == (models["b"] / name).read_bytes()
+    # What [run] model = <path>/current loads is the new model, checked by its own reader.
+    assert load_model(app / "current").version == b["model_version"]
+    meta = json.loads((rel / "release.json").read_text())
+    assert meta["schema"] == "release/1" and meta["files"] == b["files"]
+    assert meta["archive_sha256"] == b["sha256"] and b["bytes"] > 0
+    lines = log_lines(app)
+    assert [(x["action"], x["release"], x["ok"]) for x in lines] == [
+        ("deploy", a["release"], True),
+        ("deploy", b["release"], True),
+    ]
+    assert lines[1]["previous"] == a["release"] and lines[1]["sha256"] == b["sha256"]
+    assert not list((app / "releases").glob(".*")) and not (app / "current.tmp").exists()
+
+
+def test_connection_cut_mid_upload_leaves_old_release(run_cli, models, sshd, env, app, tmp_path):
+    old = deploy_ok(run_cli, env, str(models["a"]))["release"]
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(32 << 20))  # incompressible: ~32 MB on the wire
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradekit", "deploy", str(models["b"]), "--attach", str(big)],
+        env=cli_env(**env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list((app / "releases").glob(".*.tar.gz.part")):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "upload never started"
+            time.sleep(0.002)
+        sshd.cut()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 4, err
+    assert "current unchanged" in last_error(err), err
+    assert current(app) == old and releases(app) == [old]
+    assert running(app) == version(models["a"])
+
+    sshd.up()
+    new = deploy_ok(run_cli, env, str(models["b"]))
+    assert any(s.endswith(".tar.gz.part") for s in new["cleaned"])
+    assert current(app) == new["release"] and new["previous"] == old
+    assert not list((app / "releases").glob(".*"))
+
+
+def test_failing_health_check_rolls_back(run_cli, models, sshd, app):
+    env = {**sshd.env(), **host_env(app)}
+    old = deploy_ok(run_cli, env, str(models["a"]))["release"]
+    bad = {**env, **host_env(app, health="false", health_timeout_s="0.3")}
+    r = run_cli("deploy", str(models["b"]), env=bad)
+    assert r.code == 4, r.err
+    line = last_error(r.err)
+    assert "health check failed" in line and f"rolled back to {old}" in line
+    assert current(app) == old and releases(app) == [old]
+    assert running(app) == version(models["a"])  # restarted on the old release
+    last = log_lines(app)[-1]
+    assert last["ok"] is False and last["previous"] == old and "health" in last["message"]
+
+
+def test_rollback_switches_to_the_release_before(run_cli, models, sshd, env, app):
+    a = deploy_ok(run_cli, env, str(models["a"]))["release"]
+    b = deploy_ok(run_cli, env, str(models["b"]))["release"]
+    dry = deploy_ok(run_cli, env, "--rollback", "--dry-run")
+    assert dry["dry_run"] and dry["release"] == a and current(app) == b
+    r = deploy_ok(run_cli, env, "--rollback")
+    assert r["action"] == "rollback" and r["release"] == a and r["previous"] == b
+    assert current(app) == a and running(app) == version(models["a"])
+    assert log_lines(app)[-1]["action"] == "rollback"
+    assert releases(app) == sorted([a, b])  # nothing deleted: roll forward stays possible
+    again = run_cli("deploy", "--rollback", env=env)
+    assert again.code == 2 and "no release before" in last_error(again.err)
+    assert current(app) == a
+
+
+def test_keep_prunes_oldest_but_never_current_or_previous(
+    run_cli, models, sshd, env, app, tmp_path
+):
+    ids = []
+    for i in range(3):
+        extra = tmp_path / "verdict.json"
+        extra.write_text(json.dumps({"schema": "gate/1", "n": i}))
+        args = [str(models["a"]), "--attach", str(extra)]
+        ids.append(deploy_ok(run_cli, env, *args, *(["--keep", "1"] if i == 2 else []))["release"])
+    assert releases(app) == sorted(ids[1:])
+    assert current(app) == ids[2]
+    assert (app / "releases" / ids[2] / "verdict.json").read_text() == extra.read_text()
+
+
+def test_dry_run_changes_nothing(run_cli, models, sshd, env, app):
+    a = deploy_ok(run_cli, env, str(models["a"]))["release"]
+
+    def snapshot() -> list[tuple[str, int]]:
+        return sorted((str(p), p.lstat().st_mtime_ns) for p in app.rglob("*"))
+
+    before = snapshot()
+    doc = deploy_ok(run_cli, env, str(models["b"]), "--dry-run")
+    assert doc["dry_run"] is True and doc["previous"] == a and doc["plan"]
+    assert any(doc["release"] in step for step in doc["plan"])
+    assert snapshot() == before and current(app) == a
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+
+def test_unknown_host_key_is_refused(run_cli, models, sshd, app, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    env = {**sshd.env(), **host_env(app), "TRADEKIT_DEPLOY__KNOWN_HOSTS": str(empty)}
+    r = run_cli("deploy", str(models["a"]), env=env)
+    assert r.code == 4, r.err
+    line = last_error(r.err)
+    assert "unknown host key" in line and f"ssh-keyscan -p {sshd.port} 127.0.0.1" in line
+    assert not app.exists()
+
+
+def test_changed_host_key_is_refused(run_cli, models, sshd, app, tmp_path):
+    other = (sshd.root / "client_ed25519.pub").read_text().split()  # some other ed25519 key
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"[127.0.0.1]:{sshd.port} {other[0]} {other[1]}\n")
+    env = {**sshd.env(), **host_env(app), "TRADEKIT_DEPLOY__KNOWN_HOSTS": str(kh)}
+    r = run_cli("deploy", str(models["a"]), env=env)
+    assert r.code == 4 and "does not match" in last_error(r.err)
+    assert not app.exists()
+
+
+def test_unreachable_host_exits_4(run_cli, models, app):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    env = {
+        **host_env(app),
+        "TRADEKIT_DEPLOY__HOST": "127.0.0.1",
+        "TRADEKIT_DEPLOY__PORT": str(port),
+    }
+    r = run_cli("deploy", str(models["a"]), env=env)
+    assert r.code == 4 and "cannot connect" in last_error(r.err)
+
+
+def test_bad_model_dir_exits_3_before_connecting(run_cli, models, app, tmp_path):
+    import shutil
+
+    env = {**host_env(app), "TRADEKIT_DEPLOY__HOST": "127.0.0.1", "TRADEKIT_DEPLOY__PORT": "1"}
+    r = run_cli("deploy", str(tmp_path / "nope"), env=env)
+    assert r.code == 3 and "nope" in last_error(r.err)
+    broken = tmp_path / "broken"
+    shutil.copytree(models["a"], broken)
+    with open(broken / "model.txt", "a") as fh:
+        fh.write("tampered\n")
+    r = run_cli("deploy", str(broken), env=env)
+    assert r.code == 3 and "model.txt" in last_error(r.err) and "sha256" in r.err
+    r = run_cli("deploy", str(models["a"]), "--attach", str(tmp_path / "gone.json"), env=env)
+    assert r.code == 3 and "gone.json" in last_error(r.err)
+    r = run_cli("deploy", str(models["a"]), "--rollback", env=env)
+    assert r.code == 2
+    assert not app.exists()
+
+
+# -- local -----------------------------------------------------------------------------------
+
+
+def test_host_local_runs_the_same_steps(run_cli, models, app):
+    env = host_env(app)
+    a = deploy_ok(run_cli, env, str(models["a"]), "--host", "local")
+    assert a["host"] == "local" and current(app) == a["release"]
+    assert (app / "current" / "model.txt").read_bytes() == (models["a"] / "model.txt").read_bytes()
+    assert running(app) == version(models["a"])
+    bad = host_env(app, health="false", health_timeout_s="0.2")
+    r = run_cli("deploy", str(models["b"]), "--host", "local", env=bad)
+    assert r.code == 4 and f"rolled back to {a['release']}" in last_error(r.err)
+    assert current(app) == a["release"]
+    assert [x["ok"] for x in log_lines(app)] == [True, False]
