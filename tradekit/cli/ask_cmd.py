@@ -18,7 +18,7 @@ StateOpt = Annotated[
 
 def ask(
     ctx: typer.Context,
-    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    question: Annotated[str, typer.Argument(metavar="QUESTION", help="The question, in quotes.")],
     state_file: StateOpt = None,
     model: Annotated[
         str | None,
