@@ -120,3 +120,24 @@ def test_disk_thresholds(free: int, status: str, tmp_path: Path, monkeypatch) ->
     cfg = load_config(None)
     got, detail = Doctor(cfg, offline=True).disk()
     assert got == status, detail
+
+
+def test_signal_service_up_and_down(run_cli, tmp_path: Path) -> None:
+    from tests.servers.signal import SignalServer
+
+    with SignalServer(mode="json-rpc") as sig:
+        env = {
+            **_env("", tmp_path),
+            "TRADEKIT_NOTIFY__URL": sig.url,
+            "TRADEKIT_NOTIFY__SENDER": sig.state.number,
+            "TRADEKIT_NOTIFY__RECIPIENTS": sig.state.number,
+            "TRADEKIT_NOTIFY__TIMEOUT_S": "1",
+            "TRADEKIT_EXCHANGE__ID": "sample",  # no exchange to reach in this test
+        }
+        up = _checks(run_cli("doctor", "--json", env=env).out)
+        sig.down()
+        r = run_cli("doctor", "--json", env=env)
+    assert up["signal"]["status"] == "ok"
+    assert "mode json-rpc" in str(up["signal"]["detail"])
+    assert r.code == 1
+    assert _checks(r.out)["signal"]["status"] == "fail"
