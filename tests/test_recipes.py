@@ -1,0 +1,464 @@
+"""recipes/vastai-train.sh against a fake ``vastai`` CLI (tests/fakes/vastai: the real one
+needs a paid account and the network; the fake answers like ``vastai ... --raw`` and logs
+every call), and recipes/remote-train.sh end to end on the offline sample with the real
+``tradekit``: a failing gate deploys nothing, a passing one deploys to a real sshd."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, cli_env
+from tests.servers.sshd import Sshd
+
+RECIPES = ROOT / "recipes"
+FAKES = ROOT / "tests" / "fakes"
+SECRET = "s3cr3t-exchange-key-9f8e7d"
+INSTANCE = "4242"
+
+
+def _unb64(s: str) -> bytes:
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+@dataclass
+class Vast:
+    """The fake CLI's state directory and a runner for vastai-train.sh."""
+
+    dir: Path
+    cwd: Path
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", str(RECIPES / "vastai-train.sh"), *args],
+            env=self.env(env),
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        # The fake first on PATH; python3 = this interpreter (the recipe parses JSON with it).
+        path = f"{FAKES}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        return {
+            **os.environ,
+            "PATH": path,
+            "FAKE_VAST_DIR": str(self.dir),
+            "VAST_POLL_S": "0.05",
+            "VAST_RETRY_S": "0",
+            "RUN_ID": "t1",
+            **(extra or {}),
+        }
+
+    def calls(self) -> list[list[str]]:
+        p = self.dir / "calls.jsonl"
+        if not p.exists():
+            return []
+        return [json.loads(line)["argv"] for line in p.read_text().splitlines()]
+
+    def verbs(self) -> list[str]:
+        return [" ".join(a for a in c[:2] if not a.isdigit()) for c in self.calls()]
+
+    def destroys(self) -> list[list[str]]:
+        return [c for c in self.calls() if c[0] == "destroy"]
+
+    def created(self) -> dict[str, Any]:
+        return json.loads((self.dir / "create.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def vast(tmp_path: Path) -> Vast:
+    return Vast(tmp_path / "fake-vast", tmp_path)
+
+
+def _assert_destroyed_once_last(vast: Vast) -> None:
+    calls = vast.calls()
+    assert vast.destroys() == [["destroy", "instance", INSTANCE, "-y", "--raw"]]
+    assert calls[-1][0] == "destroy", "a call after the destroy"
+
+
+def test_success_follows_the_recipe_and_destroys_once(vast: Vast, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(f"TRADEKIT_EXCHANGE_API_KEY={SECRET}\n")
+    config = tmp_path / "train.toml"
+    config.write_text('[model]\nkind = "transformer"\nseed = 7\n')
+    r = vast.run(
+        "--max-dph", "0.3", "--secrets", str(secrets), "--config", str(config),
+        "--env", "TK_SYMBOLS=BTC/USD,ETH/USD", "--result", "out.json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    verbs = vast.verbs()
+    assert verbs[:2] == ["search offers", "create instance"]
+    assert set(verbs[2:-1]) == {"show instance", "logs"}
+    _assert_destroyed_once_last(vast)
+
+    search, create = vast.calls()[:2]
+    query = search[2]
+    for term in ("gpu_name=RTX_3090", "num_gpus=1", "reliability>=0.98", "disk_space>=40",
+                 "cuda_vers>=12.1", "dph_total<=0.3", "verified=true"):  # fmt: skip
+        assert term in query.split(), term
+    assert search[3:5] == ["-o", "dph_total"] and "--raw" in search
+    # The cheapest of the three offers, created as documented.
+    assert create[2] == "1002"
+    assert {"--ssh", "--cancel-unavail", "--raw"} <= set(create)
+    assert create[create.index("--label") + 1] == "tradekit-t1"
+
+    # The result came from the log: on stdout and in --result.
+    result = json.loads(r.stdout)
+    assert result["verdict"] == "pass" and result["run_id"] == "t1"
+    assert json.loads((tmp_path / "out.json").read_text()) == result
+    assert "deployed: 20270101T000000Z-abc" in r.stderr
+
+    # Secrets reach the instance intact through vastai's --env parsing, and are never echoed.
+    assert SECRET not in r.stdout + r.stderr
+    req = vast.created()
+    env = req["env"]
+    assert _unb64(env["TK_SECRETS_B64"]) == secrets.read_bytes()
+    assert _unb64(env["TK_CONFIG_B64"]) == config.read_bytes()
+    assert env["RUN_ID"] == "t1" and env["DPH"] == "0.22" and env["TK_MARKERS"] == "1"
+    assert env["TK_SYMBOLS"] == "BTC/USD,ETH/USD"
+    # The on-start script carries remote-train.sh byte for byte, under Vast's 4048-char limit.
+    assert (
+        gzip.decompress(_unb64(env["TK_SCRIPT_B64"])) == (RECIPES / "remote-train.sh").read_bytes()
+    )
+    assert len(req["onstart"]) < 4048
+
+
+def test_onstart_unpacks_and_runs_the_script(vast: Vast, tmp_path: Path) -> None:
+    assert vast.run("--max-dph", "0.3").returncode == 0
+    onstart = tmp_path / "onstart.sh"
+    onstart.write_text(vast.created()["onstart"])
+    script = b'echo "unpacked $RUN_ID in $PWD"\n'
+    packed = base64.urlsafe_b64encode(gzip.compress(script)).decode().rstrip("=")
+    home = tmp_path / "workspace"
+    home.mkdir()
+    r = subprocess.run(
+        ["bash", str(onstart)],
+        env={**vast.env(), "TK_SCRIPT_B64": packed, "TK_HOME": str(home), "RUN_ID": "r9"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"unpacked r9 in {home}"
+    assert (home / "tradekit-remote-train.sh").read_bytes() == script
+
+
+def test_flags_and_env_shape_the_search(vast: Vast) -> None:
+    r = vast.run(
+        "--max-dph", "0.4", "--geo", "DE", "--min-reliability", "0.99", "--disk", "60",
+        env={"VAST_GPU": "RTX_3090", "VAST_IMAGE": "me/train:1", "MAX_RUNTIME": "600"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    search, create = vast.calls()[:2]
+    assert "geolocation=DE" in search[2] and "disk_space>=60" in search[2]
+    assert search[search.index("--storage") + 1] == "60"
+    # Only the German offer (0.35 $/h) matches, though a cheaper one exists elsewhere.
+    assert create[2] == "1001"
+    assert create[create.index("--image") + 1] == "me/train:1"
+    assert vast.created()["env"]["DPH"] == "0.35"
+    _assert_destroyed_once_last(vast)
+
+
+def test_price_cap_refuses_an_offer_above_it(vast: Vast) -> None:
+    # A provider that ignores the query's dph_total filter: the recipe checks the price itself.
+    r = vast.run("--max-dph", "0.2", env={"FAKE_VAST_IGNORE_FILTERS": "1"})
+    assert r.returncode == 4
+    assert "refusing offer 1002: $0.22/h is above the cap $0.2/h" in r.stderr
+    assert vast.verbs() == ["search offers"]  # nothing created, nothing to destroy
+
+
+def test_no_offer_under_the_cap_creates_nothing(vast: Vast) -> None:
+    r = vast.run("--max-dph", "0.1")
+    assert r.returncode == 4 and "no offer matches" in r.stderr
+    assert vast.verbs() == ["search offers"]
+
+
+@pytest.mark.parametrize(
+    ("case", "args", "env", "rc", "message"),
+    [
+        ("gate failed", [], {"FAKE_VAST_REMOTE_RC": "1"}, 1, "did not pass the gate"),
+        ("pipeline error", [], {"FAKE_VAST_REMOTE_RC": "3"}, 4, "remote pipeline failed"),
+        (
+            "instance exits",
+            [],
+            {"FAKE_VAST_STATUS": "loading,running,exited", "FAKE_VAST_REMOTE_RC": "none"},
+            4,
+            "is exited and the run left no result",
+        ),
+        (
+            "exits before running",
+            [],
+            {"FAKE_VAST_STATUS": "loading,offline", "FAKE_VAST_REMOTE_RC": "none"},
+            4,
+            "is offline",
+        ),
+        (
+            "instance vanishes",
+            [],
+            {"FAKE_VAST_STATUS": "loading,running,gone", "FAKE_VAST_REMOTE_RC": "none"},
+            4,
+            "is gone",
+        ),
+        ("status unreadable", [], {"FAKE_VAST_FAIL": "show"}, 4, "failed 5 times"),
+        ("timeout", ["--max-runtime", "0.6"], {"FAKE_VAST_REMOTE_RC": "none"}, 4, "MAX_RUNTIME"),
+        (
+            "never starts",
+            ["--start-timeout", "0.4"],
+            {"FAKE_VAST_STATUS": "loading"},
+            4,
+            "not running after 0.4s",
+        ),
+        ("spend cap", ["--max-spend", "0.00001"], {"FAKE_VAST_REMOTE_RC": "none"}, 4, "MAX_SPEND"),
+    ],
+)
+def test_every_failure_destroys_exactly_once(
+    vast: Vast, case: str, args: list[str], env: dict[str, str], rc: int, message: str
+) -> None:
+    r = vast.run("--max-dph", "0.3", *args, env=env)
+    assert r.returncode == rc, (case, r.stderr)
+    assert message in r.stderr, r.stderr
+    _assert_destroyed_once_last(vast)
+
+
+@pytest.mark.parametrize(("sig", "rc"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_destroys_exactly_once(vast: Vast, sig: signal.Signals, rc: int) -> None:
+    p = subprocess.Popen(
+        ["bash", str(RECIPES / "vastai-train.sh"), "--max-dph", "0.3"],
+        env=vast.env({"FAKE_VAST_REMOTE_RC": "none", "VAST_POLL_S": "0.2"}),
+        cwd=vast.cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while "logs" not in vast.verbs():  # the instance runs and its log is followed
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr
+            time.sleep(0.05)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == rc, err
+    _assert_destroyed_once_last(vast)
+
+
+def test_a_failing_destroy_is_retried_and_reported(vast: Vast) -> None:
+    r = vast.run("--max-dph", "0.3", env={"FAKE_VAST_FAIL": "destroy"})
+    assert r.returncode == 4  # the run passed, but an instance may still be billing
+    assert len(vast.destroys()) == 3
+    assert "INSTANCE 4242 MAY STILL BE RUNNING" in r.stderr
+
+
+def test_a_failed_create_looks_the_instance_up_by_label(vast: Vast) -> None:
+    r = vast.run("--max-dph", "0.3", env={"FAKE_VAST_FAIL": "create"})
+    assert r.returncode == 4 and "create instance failed" in r.stderr
+    assert vast.verbs() == ["search offers", "create instance", "show instances"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],  # no price cap
+        ["--max-dph", "cheap"],
+        ["--max-dph", "0.3", "--env", "TK_TRAIN_ARGS=--epochs 3"],  # vastai splits on spaces
+        ["--max-dph", "0.3", "--env", "A=b=c"],  # vastai cuts at the second '='
+        ["--max-dph", "0.3", "--gpu", "RTX 4090"],
+        ["--max-dph", "0.3", "--bogus"],
+    ],
+)
+def test_usage_errors_call_nothing(vast: Vast, args: list[str]) -> None:
+    r = vast.run(*args)
+    assert r.returncode == 2, r.stderr
+    assert vast.calls() == []
+
+
+def test_dry_run_only_searches(vast: Vast) -> None:
+    r = vast.run("--max-dph", "0.3", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert vast.verbs() == ["search offers"]
+    assert "cheapest offer 1002" in r.stderr
+
+
+# -- remote-train.sh on the offline sample ------------------------------------------------
+
+# Small and quick: one symbol, seven months, a few short folds, 20 trees.
+SAMPLE_ARGS = [
+    "--exchange", "sample", "--symbols", "BTC/USD", "-t", "1h",
+    "--since", "2019-03-01", "--until", "2019-10-01",
+    "--", "--train-window", "1500", "--test-window", "500", "--step", "500",
+]  # fmt: skip
+LAX_GATE = {
+    "TRADEKIT_GATE__MIN_SORTINO": "-100",
+    "TRADEKIT_GATE__MAX_DRAWDOWN": "1",
+    "TRADEKIT_GATE__MIN_TRADES": "0",
+}
+
+
+def _remote(
+    workdir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    tk = workdir.parent / "tradekit-bin"
+    if not tk.exists():
+        # This checkout's tradekit under this interpreter (what TRADEKIT_BIN is for).
+        tk.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tradekit "$@"\n')
+        tk.chmod(0o755)
+    e = cli_env(
+        TRADEKIT_BIN=str(tk),
+        TRADEKIT_MODEL__N_ESTIMATORS="20",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        DPH="0.5",
+        TK_MARKERS="1",
+        **(env or {}),
+    )
+    return subprocess.run(
+        ["bash", str(RECIPES / "remote-train.sh"), "--run-id", "r1", "--workdir", str(workdir),
+         *args],
+        env=e,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+
+
+def _markers(out: str) -> tuple[dict[str, Any], int]:
+    lines = out.splitlines()
+    assert lines[-1].startswith("TRADEKIT-EXIT "), out
+    assert lines[-2].startswith("TRADEKIT-RESULT "), out
+    return json.loads(lines[-2].removeprefix("TRADEKIT-RESULT ")), int(lines[-1].split()[1])
+
+
+@dataclass
+class Pipeline:
+    workdir: Path
+    result: subprocess.CompletedProcess[str]
+    pi: Path  # where a `local` deploy would have put releases
+
+
+@pytest.fixture(scope="module")
+def gate_failed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """One full run with the default gate, which the sample's model fails, and a deploy target
+    on this machine that must stay empty."""
+    root = tmp_path_factory.mktemp("remote-train")
+    pi = root / "pi"
+    saved = {k: v for k, v in os.environ.items() if k.startswith("TRADEKIT_")}
+    for k in saved:  # the module fixture runs outside the per-test isolation
+        del os.environ[k]
+    try:
+        r = _remote(
+            root / "work",
+            *SAMPLE_ARGS,
+            env={"TRADEKIT_DEPLOY__HOST": "local", "TRADEKIT_DEPLOY__PATH": str(pi)},
+        )
+    finally:
+        os.environ.update(saved)
+    yield Pipeline(root / "work", r, pi)
+
+
+def test_remote_train_gate_fails_and_deploys_nothing(gate_failed: Pipeline) -> None:
+    r = gate_failed.result
+    assert r.returncode == 1, r.stderr
+    result, rc = _markers(r.stdout)
+    assert rc == 1
+    assert json.loads((gate_failed.workdir / "result.json").read_text()) == result
+    assert result["schema"] == "remote-train/1" and result["run_id"] == "r1"
+    assert result["verdict"] == "fail" and result["failed_stage"] == "gate"
+    assert "min_sortino" in result["gate_failed"]
+    assert result["deployed"] is None
+    assert result["metrics"]["trades"] > 0 and "sortino" in result["metrics"]
+    assert result["model"]["kind"] == "lightgbm" and result["model"]["version"]
+    assert set(result["timings_s"]) == {
+        "fetch", "data check", "featurize", "train", "backtest", "gate"
+    }  # fmt: skip
+    assert all(t > 0 for t in result["timings_s"].values())
+    assert result["cost"]["usd"] == pytest.approx(0.5 * result["wall_s"] / 3600, abs=1e-4)
+    assert "[deploy]" not in r.stderr
+    assert not gate_failed.pi.exists(), "a deploy was attempted"
+
+
+def test_remote_train_passes_the_gate_and_deploys(
+    gate_failed: Pipeline, sshd: Sshd, tmp_path: Path
+) -> None:
+    """The same run again with a lax gate: finished stages are skipped, the gate passes and the
+    model lands on the host as a release."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(gate_failed.workdir, work, symlinks=True)
+    pi = tmp_path / "pi"
+    env = {
+        **sshd.env(),
+        **LAX_GATE,
+        "TRADEKIT_DEPLOY__PATH": str(pi),
+        "TRADEKIT_DEPLOY__RESTART": "",
+        "TRADEKIT_DEPLOY__HEALTH": "",
+    }
+    r = _remote(work, *SAMPLE_ARGS, env=env)
+    assert r.returncode == 0, r.stderr
+    result, rc = _markers(r.stdout)
+    assert rc == 0
+    assert result["verdict"] == "pass" and result["failed_stage"] is None
+    # Resumed: nothing before the gate ran again.
+    for stage in ("fetch", "data check", "featurize", "train", "backtest"):
+        assert result["timings_s"][stage] is None, stage
+    assert result["timings_s"]["gate"] > 0 and result["timings_s"]["deploy"] > 0
+    release = result["deployed"]
+    assert release and release != "unknown"
+    assert (pi / "current").resolve() == (pi / "releases" / release).resolve()
+    landed = pi / "releases" / release
+    manifest = json.loads((work / "model" / "manifest.json").read_text())
+    assert json.loads(next(landed.rglob("manifest.json")).read_text()) == manifest
+    assert any(landed.rglob("verdict.json")), "the verdict travels with the release"
+
+
+def test_remote_train_resumes_training_from_a_partial_checkpoint(
+    gate_failed: Pipeline, tmp_path: Path
+) -> None:
+    """An interrupted attempt left model.partial/: the rerun passes --resume to train (here
+    with checkpoints of other inputs, which train refuses: exit 3, nothing deployed)."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(gate_failed.workdir, work, symlinks=True)
+    (work / ".done-train").unlink()
+    (work / "model.partial").mkdir()
+    (work / "model.partial" / "run.json").write_text("{}\n")
+    r = _remote(work, *SAMPLE_ARGS, env=LAX_GATE)
+    assert r.returncode == 3, r.stderr
+    assert "--resume" in r.stderr and "checkpoints come from other inputs" in r.stderr
+    result, rc = _markers(r.stdout)
+    assert rc == 3
+    assert result["verdict"] == "error" and result["failed_stage"] == "train"
+    assert result["deployed"] is None
+
+
+def test_remote_train_usage_error() -> None:
+    r = subprocess.run(
+        ["bash", str(RECIPES / "remote-train.sh"), "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 2 and "unknown argument: --bogus" in r.stderr
