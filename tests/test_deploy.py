@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -345,3 +346,23 @@ def test_host_local_runs_the_same_steps(run_cli, models, app):
     assert r.code == 4 and f"rolled back to {a['release']}" in last_error(r.err)
     assert current(app) == a["release"]
     assert [x["ok"] for x in log_lines(app)] == [True, False]
+
+
+@pytest.mark.skipif(shutil.which("sudo") is None, reason="no sudo (apt-get install sudo)")
+def test_restart_through_sudo_with_a_password_needs_no_terminal(run_cli, models, sshd, app):
+    """With TRADEKIT_DEPLOY_SUDO_PASSWORD the restart goes through fabric's sudo with stdin
+    not mirrored: under CI (stdin at EOF, no TTY) it must neither hang nor fail, and the
+    password never shows. The test user is root, for whom sudo asks nothing: this checks the
+    wiring (sudo -S, no terminal), not a password prompt."""
+    marker = app.parent / "restarted-by"
+    env = {
+        **sshd.env(),
+        **host_env(app, health="", restart=f"sudo -n sh -c 'id -un > {marker}'"),
+        "TRADEKIT_DEPLOY_SUDO_PASSWORD": "pw-do-not-print",
+    }
+    r = run_cli("--log-level", "debug", "deploy", str(models["a"]), "--json", env=env)
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert marker.read_text().strip() == "root"
+    assert current(app) == doc["release"]
+    assert "pw-do-not-print" not in r.out + r.err
