@@ -843,3 +843,35 @@ def test_exchange_outage_does_not_end_the_loop(
         assert loop.proc.wait(timeout=10) == 0
     finally:
         loop.stop()
+
+
+# -- events the phone hears of: a halt that starts mid-run, a restart after a crash ------------
+def test_halt_mid_run_and_crash_restart_are_events(
+    run_cli: RunCli, kraken: KrakenServer, kraken_env: dict[str, str], tmp_path: Path
+) -> None:
+    preds = _predictions(tmp_path / "preds.parquet")
+    # Any loss (the entry fees are one) breaches a 0.01 % drawdown halt.
+    env = _env(kraken_env, tmp_path, TRADEKIT_RISK__MAX_DRAWDOWN_HALT_FRAC="0.0001")
+    for _ in range(3):
+        assert run_cli("run", "--once", "-p", str(preds), env=env).code == 0
+        kraken.state.now_ms += HOUR
+    halts = _q(tmp_path, "SELECT level, message FROM events WHERE kind = 'halt'")
+    # Announced in the cycle where it began, mid-run (before this, only a start announced it).
+    assert [tuple(h) for h in halts] == [
+        ("warning", "halted: drawdown (no new entries; exits go on)")
+    ]
+    starts = _q(tmp_path, "SELECT kind FROM events WHERE kind IN ('start', 'restart')")
+    assert [s[0] for s in starts] == ["start"] * 3
+
+    # A run that died without a clean stop (its runs row never got stopped_ms): the next start
+    # says so.
+    db = _db(tmp_path)
+    db.execute("UPDATE runs SET stopped_ms = NULL WHERE id = (SELECT max(id) FROM runs)")
+    db.commit()
+    db.close()
+    assert run_cli("run", "--once", "-p", str(preds), env=env).code == 0
+    last = _q(tmp_path, "SELECT level, kind, message FROM events ORDER BY id DESC LIMIT 3")
+    kinds = [r["kind"] for r in last]
+    assert "restart" in kinds
+    row = next(r for r in last if r["kind"] == "restart")
+    assert row["level"] == "warning" and "without a clean stop" in row["message"]

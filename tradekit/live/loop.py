@@ -245,6 +245,7 @@ class Runner:
         self.summary = RunSummary(self.mode)
         self._manifest_stamp: tuple[float, int] | None = None
         self._clock_offset = 0  # exchange clock - local clock, ms
+        self._halt: str | None = None  # the risk halt last announced
 
     # ---- start -----------------------------------------------------------------------------
     def check_config(self) -> None:
@@ -413,21 +414,42 @@ class Runner:
             self.summary.events.append(msg)
             log.warning(msg)
 
-    def _halt_check(self, engine: Engine) -> None:
+    @staticmethod
+    def _halt_name(engine: Engine) -> str | None:
+        """The risk halt in force (daily loss, drawdown, ...), or None."""
         from tradekit import risk as rk
 
         rs = engine.rs[0]
-        code = rk.OK
-        if int(rs["day"]) >= 0:
-            code = rk.halt_code(rs, engine.equity, engine.rp[0])
-        if code != rk.OK:
-            name = rk.CODE_NAMES[code].removeprefix("reject_")
-            msg = f"halted: {name} (no new entries; exits go on)"
+        if int(rs["day"]) < 0:
+            return None
+        code = rk.halt_code(rs, engine.equity, engine.rp[0])
+        return None if code == rk.OK else rk.CODE_NAMES[code][len("reject_") : -len("_halt")]
+
+    def _halt_check(self, engine: Engine) -> None:
+        self._halt = self._halt_name(engine)
+        if self._halt is not None:
+            msg = f"halted: {self._halt} (no new entries; exits go on)"
             self.ledger.event("warning", "halt", msg, equity=engine.equity)
             self.summary.events.append(msg)
             log.warning(msg)
         with self.ledger.tx():
             self.ledger.save_engine(engine.to_doc(), engine.last_candle_ms)
+
+    def _halt_transition(self, engine: Engine) -> None:
+        """An event when a halt starts or ends mid-run, so the phone hears of it."""
+        now = self._halt_name(engine)
+        if now == self._halt:
+            return
+        if now is not None:
+            msg = f"halted: {now} (no new entries; exits go on)"
+            self.ledger.event("warning", "halt", msg, equity=engine.equity)
+            log.warning(msg)
+        else:
+            msg = f"halt lifted ({self._halt}): new entries allowed again"
+            self.ledger.event("info", "halt", msg, equity=engine.equity)
+            log.info(msg)
+        self.summary.events.append(msg)
+        self._halt = now
 
     def _load_history(self) -> None:
         """Stored candles (the candle store), then the exchange's newest on top."""
@@ -595,6 +617,7 @@ class Runner:
             opens[i] = nxt[0][1] if nxt else c[i]
         engine.open_phase(t + self.tf_ms, opens)
         self.broker.after_cycle(engine)
+        self._halt_transition(engine)
         self.summary.cycles += 1
         self.summary.last_candle_ms = t
         log.info(
