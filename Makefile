@@ -47,15 +47,15 @@ demo: install  ## the weekly job on the offline sample, end to end
 	$(BIN)/tradekit status --state $(DEMO)/replay.db
 	@# The verdict is shown as it is: a model that fails the gate fails it here too (exit 1
 	@# is a verdict, not a broken demo; any other failure stops the demo).
-	$(BIN)/tradekit gate $(DEMO)/report.json -o $(DEMO)/verdict.json || [ $$? -eq 1 ]
-	@# What the phone gets: the summary the 20:00 timer sends, and the offline analyst's answer
-	@# ([ask] provider = "none": no key, no network) grounded in the ledger, report and verdict.
-	$(BIN)/tradekit summary --state $(DEMO)/replay.db --period week
+	@# Then what the phone gets: the summary the 20:00 timer sends, and the offline analyst's
+	@# answer ([ask] provider = "none": no key, no network) from the ledger, report and verdict.
+	rc=0; $(BIN)/tradekit gate $(DEMO)/report.json -o $(DEMO)/verdict.json || rc=$$?; \
+	[ $$rc -le 1 ] || exit $$rc; \
+	$(BIN)/tradekit summary --state $(DEMO)/replay.db --period week && \
 	$(BIN)/tradekit ask "How did the model do, and can it be deployed?" \
 	  --state $(DEMO)/replay.db --model $(DEMO)/model \
-	  --context $(DEMO)/report.json --context $(DEMO)/verdict.json
-	@if $(BIN)/tradekit gate $(DEMO)/report.json >/dev/null 2>&1; then \
-	  echo "demo: the model PASSED the gate; outputs in $(DEMO)/"; \
+	  --context $(DEMO)/report.json --context $(DEMO)/verdict.json && \
+	if [ $$rc -eq 0 ]; then echo "demo: the model PASSED the gate; outputs in $(DEMO)/"; \
 	else echo "demo: the model did NOT pass the gate, so it would not be deployed;" \
 	  "outputs in $(DEMO)/"; fi
 

@@ -141,3 +141,30 @@ def test_signal_service_up_and_down(run_cli, tmp_path: Path) -> None:
     assert "mode json-rpc" in str(up["signal"]["detail"])
     assert r.code == 1
     assert _checks(r.out)["signal"]["status"] == "fail"
+
+
+def test_deployed_model_gets_the_checks_run_makes(run_cli, tmp_path: Path) -> None:
+    """A small model trained here on the offline sample: it passes as deployed, and fails for
+    a config of another timeframe, as `run` would refuse it."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        '[exchange]\nsymbols = ["BTC/USD"]\n'
+        "[model]\nn_estimators = 5\ntrain_window = 500\ntest_window = 200\n"
+    )
+    ohlcv, feats, model = (str(tmp_path / n) for n in ("o.parquet", "f.parquet", "model"))
+    for argv in (
+        ["fetch", "BTC/USD", "--exchange", "sample", "-t", "1h", "--since", "2019-01-01",
+         "--until", "2019-05-01", "-o", ohlcv],
+        ["featurize", ohlcv, "-o", feats],
+        ["train", feats, "-o", model],
+    ):  # fmt: skip
+        r = run_cli("-c", str(cfg), *argv)
+        assert r.code == 0, r.err
+    env = {**_env("", tmp_path), "TRADEKIT_EXCHANGE__SYMBOLS": "BTC/USD"}
+    ok = _checks(run_cli("-c", str(cfg), "doctor", "--offline", "--json", env=env).out)["model"]
+    assert ok["status"] == "ok", ok
+    assert "lightgbm model" in str(ok["detail"])
+    env["TRADEKIT_EXCHANGE__TIMEFRAME"] = "4h"
+    bad = _checks(run_cli("-c", str(cfg), "doctor", "--offline", "--json", env=env).out)["model"]
+    assert bad["status"] == "fail"
+    assert "trained on 1h candles" in str(bad["detail"])

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradekit.errors import TradekitError
+
 if TYPE_CHECKING:
     from tradekit.config import Config
 
@@ -45,6 +47,8 @@ def _timed(name: str, fn: Callable[[], tuple[str, str]]) -> Check:
     t = time.perf_counter()
     try:
         status, detail = fn()
+    except TradekitError as e:  # our errors are one line that names the problem already
+        status, detail = FAIL, str(e)
     except Exception as e:  # a check reports; it never takes the others down
         status, detail = FAIL, f"{type(e).__name__}: {e}".splitlines()[0]
     return Check(name, status, detail, round(time.perf_counter() - t, 3))
@@ -134,45 +138,25 @@ class Doctor:
             return SKIP, "[notify] sender/recipients not set"
         if self.offline:
             return SKIP, "--offline"
-        import httpx
+        from tradekit.notify import check
 
-        base = n.url.rstrip("/")
-        with httpx.Client(timeout=n.timeout_s) as c:
-            health = c.get(f"{base}/v1/health")
-            if health.status_code != 204:
-                return FAIL, f"{base}/v1/health answered {health.status_code}"
-            about = c.get(f"{base}/v1/about").json()
-        version, mode = about.get("version", "?"), about.get("mode", "?")
-        return OK, f"{base}: signal-cli-rest-api {version}, mode {mode}"
+        about = check(n)  # /v1/about and /v1/health, as `notify --check` asks them
+        text = f"{n.url}: signal-cli-rest-api {about['version']}, mode {about['mode']}"
+        if about["sender_registered"] is False:
+            return FAIL, f"{text}; {n.sender} is not one of its accounts"
+        return OK, text
 
     def model(self) -> tuple[str, str]:
-        from tradekit.models import manifest
+        from tradekit.live.loop import Runner
 
         d = Path(self.cfg.run.model).expanduser()
-        if not (d / manifest.MANIFEST).exists():
+        if not (d / "manifest.json").exists():
             return (FAIL if self.live else WARN), f"{d}: no deployed model (manifest.json)"
-        doc = manifest.read(d)  # schema, required keys, file hashes
-        problems = []
-        if doc["timeframe"] != self.cfg.exchange.timeframe:
-            problems.append(
-                f"trained on {doc['timeframe']}, [exchange] timeframe is "
-                f"{self.cfg.exchange.timeframe}"
-            )
-        models = doc["models"]
-        if manifest.GLOBAL not in models:
-            lacking = [s for s in self.cfg.exchange.symbols if s not in models]
-            if lacking:
-                problems.append(f"no model for {', '.join(lacking)}")
-        kind = str(doc["kind"])
-        lib = "lightgbm" if kind == "lightgbm" else "torch"
-        try:
-            __import__(lib)
-        except ImportError:
-            problems.append(f"a {kind} model needs {lib}, which is not installed")
-        version = manifest.files_version(doc["files"])
-        if problems:
-            return FAIL, f"{d}: " + "; ".join(problems)
-        return OK, f"{d}: {kind} model {version}, files verified"
+        # The checks `run` makes at start: files match the manifest, timeframe, a model for
+        # every symbol, the feature set, the model's library installed and loading.
+        runner = Runner(self.cfg, live=self.live, state=self.cfg.run.state, model_dir=d)
+        model = runner.load_model()
+        return OK, f"{d}: {model.kind} model {model.version}, files verified, loads"
 
     def state(self) -> tuple[str, str]:
         from tradekit.live.ledger import VERSION

@@ -280,9 +280,11 @@ class Runner:
     def load_signals(self) -> FileSignals | ModelSignals:
         if self.predictions is not None:
             return FileSignals(self.predictions, self.symbols)
-        return ModelSignals(self._load_model(), self.symbols, self.cfg.exchange.timeframe)
+        return ModelSignals(self.load_model(), self.symbols, self.cfg.exchange.timeframe)
 
-    def _load_model(self) -> LoadedModel:
+    def load_model(self) -> LoadedModel:
+        """The deployed model, checked as `run` needs it (files, timeframe, symbols, feature
+        set); `doctor` makes the same checks through here."""
         from tradekit.models.predict import load_model
 
         if not (self.model_dir / "manifest.json").exists():
@@ -663,7 +665,7 @@ class Runner:
         self._manifest_stamp = stamp
         old = signals.model
         try:
-            new = self._load_model()
+            new = self.load_model()
             fresh = ModelSignals(new, self.symbols, self.cfg.exchange.timeframe)
         except (InputError, ConfigError, ExternalError) as e:
             msg = f"new model in {self.model_dir} failed to load, keeping {old.version}: {e}"

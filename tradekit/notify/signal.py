@@ -20,7 +20,7 @@ import json
 import logging
 import mimetypes
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,26 +104,19 @@ class SignalClient:
     ) -> tuple[httpx.Response, int]:
         """One request, retried on transport errors and 5xx; returns the last response and
         the number of attempts. Raises SignalError when no answer came back."""
-        import httpx
-
         tries = max(1, self.tries) if retry else 1
-        last = ""
-        for attempt in range(1, tries + 1):
-            try:
-                resp = self._client().request(method, path, **kw)
-            except httpx.TimeoutException:
-                last = f"no answer within {self.timeout_s:g}s"
-            except httpx.TransportError as e:
-                last = f"cannot connect ({type(e).__name__}: {e})"
-            else:
-                if resp.status_code < 500:
-                    return resp, attempt
-                last = f"HTTP {resp.status_code}: {_error_text(resp)}"
-            if attempt < tries:
-                wait = self.backoff_s * 2 ** (attempt - 1)
-                log.debug("signal %s %s: %s; retry in %.2fs", method, path, last, wait)
-                time.sleep(wait)
-        raise SignalError(f"signal-cli REST API at {self.url} {path}: {last} after {tries} tries")
+        resp, last, attempts = retried(
+            lambda: self._client().request(method, path, **kw),
+            tries=tries,
+            backoff_s=self.backoff_s,
+            timeout_s=self.timeout_s,
+            what=f"signal {method} {path}",
+        )
+        if resp is None:
+            raise SignalError(
+                f"signal-cli REST API at {self.url} {path}: {last} after {tries} tries"
+            )
+        return resp, attempts
 
     # -- API ---------------------------------------------------------------------------------
     def send(
@@ -233,6 +226,39 @@ def attachment(path: str | Path) -> str:
     mime = mimetypes.guess_type(p.name)[0] or "application/octet-stream"
     name = quote(p.name, safe="._-")
     return f"data:{mime};filename={name};base64,{base64.b64encode(data).decode()}"
+
+
+def retried(
+    send: Callable[[], httpx.Response],
+    *,
+    tries: int,
+    backoff_s: float,
+    timeout_s: float,
+    what: str,
+) -> tuple[httpx.Response | None, str, int]:
+    """``send()`` retried with exponential backoff on timeouts, transport errors and 5xx (the
+    Signal client and the webhook share this). Returns the first answer below 500 (None when
+    none came), the last problem in words, and the attempts made."""
+    import httpx
+
+    tries = max(1, tries)
+    last = ""
+    for attempt in range(1, tries + 1):
+        try:
+            resp = send()
+        except httpx.TimeoutException:
+            last = f"no answer within {timeout_s:g}s"
+        except httpx.TransportError as e:
+            last = f"cannot connect ({type(e).__name__}: {e})"
+        else:
+            if resp.status_code < 500:
+                return resp, last, attempt
+            last = f"HTTP {resp.status_code}: {_error_text(resp)}"
+        if attempt < tries:
+            wait = backoff_s * 2 ** (attempt - 1)
+            log.debug("%s: %s; retry in %.2fs", what, last, wait)
+            time.sleep(wait)
+    return None, last, tries
 
 
 def _json(resp: httpx.Response) -> Any:

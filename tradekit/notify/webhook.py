@@ -3,13 +3,11 @@ a chat bridge), with ``Authorization: Bearer $TRADEKIT_WEBHOOK_TOKEN`` when the 
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from tradekit.errors import ExternalError
-
-log = logging.getLogger("tradekit.notify")
+from tradekit.notify.signal import retried
 
 
 def post(
@@ -32,22 +30,18 @@ def post(
     headers = {"User-Agent": "tradekit"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    last = ""
-    for attempt in range(1, max(1, tries) + 1):
-        try:
-            resp = httpx.post(
-                url, json=body, headers=headers, timeout=timeout_s, verify=url.startswith("https:")
-            )
-        except httpx.TimeoutException:
-            last = f"no answer within {timeout_s:g}s"
-        except httpx.TransportError as e:
-            last = f"cannot connect ({type(e).__name__})"
-        else:
-            if 200 <= resp.status_code < 300:
-                return resp.status_code
-            last = f"HTTP {resp.status_code}: {resp.text.strip()[:200]}"
-            if resp.status_code < 500:
-                break  # refused (bad token, bad URL): retrying will not help
-        if attempt < tries:
-            time.sleep(backoff_s * 2 ** (attempt - 1))
+    resp, last, _ = retried(
+        lambda: httpx.post(
+            url, json=body, headers=headers, timeout=timeout_s, verify=url.startswith("https:")
+        ),
+        tries=tries,
+        backoff_s=backoff_s,
+        timeout_s=timeout_s,
+        what=f"webhook {url}",
+    )
+    if resp is not None:
+        if 200 <= resp.status_code < 300:
+            return resp.status_code
+        # A 4xx: refused (bad token, bad URL); retrying will not help.
+        last = f"HTTP {resp.status_code}: {resp.text.strip()[:200]}"
     raise ExternalError(f"[notify] webhook {url}: {last}")
