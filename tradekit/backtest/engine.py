@@ -15,8 +15,8 @@ from tradekit.backtest import kernel as kn
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from tradekit.backtest.data import Market
     from tradekit.config import BacktestConfig, PolicyConfig, RiskConfig
+    from tradekit.data.market import Market
 
 
 @dataclass(frozen=True)

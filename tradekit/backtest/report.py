@@ -22,9 +22,9 @@ from tradekit.timeutil import timeframe_ms
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from tradekit.backtest.data import Market
     from tradekit.backtest.engine import Simulation
     from tradekit.config import BacktestConfig, PolicyConfig, RiskConfig
+    from tradekit.data.market import Market
 
 CONVENTIONS = {
     "signal": "prediction at a candle's close",
@@ -61,8 +61,8 @@ def run_backtest(
     from tradekit import risk as rk
     from tradekit.backtest import kernel as kn
     from tradekit.backtest import metrics
-    from tradekit.backtest.data import load_market
     from tradekit.backtest.engine import simulate
+    from tradekit.data.market import load_market
 
     market = load_market(ohlcv_path, predictions_path)
     sim = simulate(market, policy, risk, costs)

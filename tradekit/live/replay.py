@@ -47,7 +47,7 @@ def replay(
 ) -> ReplayResult:
     import time
 
-    from tradekit.backtest.data import load_market
+    from tradekit.data.market import load_market
     from tradekit.live.engine import Engine, PaperBroker
     from tradekit.live.ledger import Ledger
 

@@ -1,4 +1,5 @@
-"""Inputs of a backtest as numpy arrays on one candle grid, read with pyarrow (no pandas).
+"""Candles and predictions of a backtest or replay as numpy arrays on one candle grid, read with
+pyarrow (no pandas).
 
 The contract checks are those of ``tradekit.contracts.read_table`` (schema name, columns and
 types, key sorted and unique); they are redone here on Arrow/numpy arrays because building a
