@@ -3,6 +3,7 @@ real SQLite files for the ledger check, a config file for the config check."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import OHLC_NOW_MS
-from tests.servers.kraken import KrakenServer
+from tests.servers.kraken import KrakenServer, KrakenState
 
 
 def _env(url: str, tmp: Path) -> dict[str, str]:
@@ -27,6 +28,22 @@ def _env(url: str, tmp: Path) -> dict[str, str]:
     }
 
 
+class _WallClock(KrakenState):
+    """A Kraken-speaking server whose clock is the local wall clock at each request."""
+
+    @property  # type: ignore[override]
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    @now_ms.setter
+    def now_ms(self, value: int) -> None:  # the dataclass __init__ sets it: ignored
+        pass
+
+
+def _fields(state: KrakenState) -> dict[str, object]:
+    return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+
+
 def _checks(out: str) -> dict[str, dict[str, object]]:
     doc = json.loads(out)
     assert doc["schema"] == "doctor/1"
@@ -37,8 +54,10 @@ def test_ready_paper_machine_passes(run_cli, shared_data: Path, tmp_path: Path) 
     from tradekit.live.ledger import Ledger
 
     Ledger(tmp_path / "state" / "tradekit.db").close()
-    # The server's clock is now, so the skew is only the round trip.
-    with KrakenServer(shared_data, int(time.time() * 1000)) as k:
+    # The server's clock runs with the local one (not fixed when it started), so the skew is
+    # what the check itself measures, however long the imports and requests before it took.
+    with KrakenServer(shared_data, 0) as k:
+        k.httpd.state = k.state = _WallClock(**_fields(k.state))
         r = run_cli("doctor", "--json", env=_env(k.url, tmp_path))
     assert r.code == 0, r.err
     c = _checks(r.out)

@@ -99,7 +99,10 @@ class Doctor:
             server = float(ex.fetch_time())
             t2 = time.time() * 1000
             # The server stamped its time somewhere inside the round trip: compare with the
-            # midpoint.
+            # midpoint. A clock in whole seconds (Kraken's unixtime) is truncated: the time it
+            # stands for is, on average, half a second later.
+            if server % 1000 == 0:
+                server += 500
             self._skew_ms = server - (t1 + t2) / 2
         self._ex = ex
         ms = time.time() * 1000 - t0
