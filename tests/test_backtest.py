@@ -138,18 +138,32 @@ def test_stop_before_target_in_one_candle():
     assert r.trades[0, kn.T_EXIT_PRICE] == pytest.approx(90.0)
 
 
-def test_partial_exits_then_exit_signal():
+def test_partial_exits_sell_at_the_next_open_then_exit_signal():
     o, h, lo, c = flat(8)
-    h[3] = 125.0  # both partial steps (10 %, 20 %) in one candle
+    h[3] = 125.0  # both partial steps (10 %, 20 %) reached in one candle
+    o[4], h[4], lo[4], c[4] = 112.0, 113.0, 111.0, 112.0  # ... and sold at the next open
     pol_kw = {"partial_exits": [0.1, 0.2], "partial_exit_frac": 0.5}
     r = run_sim(o, h, lo, c, signals(8, {1: 1.0, 5: -1.0}), policy=pol_kw)
     (t,) = r.trades
     assert t[kn.T_NPART] == 2 and t[kn.T_EXIT_REASON] == pol.EXIT_SIGNAL
     sells = r.fills[r.fills[:, kn.F_SIDE] < 0]
-    assert sells[:, kn.F_QTY] == pytest.approx([5.0, 2.5, 2.5])
-    assert sells[:, kn.F_PRICE] == pytest.approx([110.0, 120.0, 100.0])
-    assert t[kn.T_EXIT_PRICE] == pytest.approx((550 + 300 + 250) / 10)
-    assert t[kn.T_PNL] == pytest.approx(100.0)
+    assert sells[:, kn.F_IDX].tolist() == [4, 6]
+    assert sells[:, kn.F_QTY] == pytest.approx([7.5, 2.5])  # half, then half of the rest
+    assert sells[:, kn.F_PRICE] == pytest.approx([112.0, 100.0])
+    assert t[kn.T_EXIT_PRICE] == pytest.approx((7.5 * 112 + 2.5 * 100) / 10)
+    assert t[kn.T_PNL] == pytest.approx(90.0)
+    assert t[kn.T_MFE] == pytest.approx(0.25)  # the high of 125 while held
+
+
+def test_take_profit_sells_at_the_next_open_not_at_the_level():
+    o, h, lo, c = flat(8)
+    h[3] = 115.0  # the 10 % target is reached inside candle 3
+    o[4], h[4], lo[4], c[4] = 104.0, 105.0, 103.0, 104.0
+    r = run_sim(o, h, lo, c, signals(8, {1: 1.0}), policy={"take_profit": 0.1})
+    (t,) = r.trades
+    assert t[kn.T_EXIT_REASON] == pol.TAKE_PROFIT
+    assert (t[kn.T_ENTRY_IDX], t[kn.T_EXIT_IDX]) == (2, 4)
+    assert t[kn.T_EXIT_PRICE] == pytest.approx(104.0)
 
 
 def test_max_open_positions_rejects_and_counts():
@@ -454,7 +468,7 @@ def test_golden_report_and_trades(run_cli):
         10_000 + sum(p["pnl"] for p in report["per_symbol"].values())
     )
     trades, meta = read_table("trades.parquet", TRADES)
-    assert list(trades.columns) == [*TRADES.columns, "partial_exits", "entry_reason"]
+    assert list(trades.columns) == [*TRADES.columns, "mfe", "partial_exits", "entry_reason"]
     assert len(trades) == m["trades"] and meta["timeframe"] == "1h"
     assert (trades["exit_time"] >= trades["entry_time"]).all()
     assert trades["pnl"].sum() == pytest.approx(m["final_equity"] - 10_000)
@@ -559,3 +573,41 @@ def test_wrong_file_kind(run_cli):
     assert_clean_failure(r, "ohlcv.parquet", "expected predictions/1")
     r = run_cli("backtest", "missing.parquet", "-p", "ohlcv.parquet", "-o", "r.json")
     assert_clean_failure(r, "missing.parquet", "no such file")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragments"),
+    [
+        ("high", "below_low", ("high 2025.65 is below low 2066.99", "high_below_low")),
+        ("close", 0.0, ("close is 0, not a positive price",)),
+        ("low", -5.0, ("low is -5, not a positive price",)),
+        ("open", np.nan, ("open is NaN, not a positive price",)),
+    ],
+)
+def test_impossible_candles_are_refused(run_cli, field, value, fragments):
+    """Like `data check` and the other readers: a traded candle with high < low, a price at or
+    below zero or a NaN is bad input (exit 3, one line naming the file, symbol, time, field),
+    not something to simulate fills at."""
+    ohlcv, preds = golden_inputs()
+    row = ohlcv.index[(ohlcv["symbol"] == "ETH/USD")][30]  # 2024-01-02 06:00, traded
+    if value == "below_low":
+        ohlcv.loc[row, "high"] = ohlcv.loc[row, "low"] * 0.98
+    else:
+        ohlcv.loc[row, field] = value
+    write_inputs(ohlcv, preds)
+    r = run_cli(
+        "backtest", "ohlcv.parquet", "-p", "preds.parquet", "-o", "r.json", "--trades", "t.parquet"
+    )
+    assert_clean_failure(r, "ohlcv.parquet", "ETH/USD", "2024-01-02 06:00", *fragments)
+
+
+def test_impossible_candle_outside_the_traded_span_is_ignored(run_cli):
+    """Only candles the simulation trades on are judged: a bad one before the first
+    prediction, or of a symbol without predictions, does not stop the backtest."""
+    ohlcv, preds = golden_inputs()
+    eth = ohlcv.index[ohlcv["symbol"] == "ETH/USD"]
+    ohlcv.loc[eth[5], "high"] = ohlcv.loc[eth[5], "low"] * 0.5
+    late = preds[preds["timestamp"] >= pd.Timestamp(T0 + 10 * HOUR, unit="ms", tz="UTC")]
+    write_inputs(ohlcv, late[late["symbol"] == "BTC/USD"].reset_index(drop=True))
+    r = run_cli("backtest", "ohlcv.parquet", "-p", "preds.parquet", "-o", "r.json")
+    assert r.code == 0, r.err

@@ -58,34 +58,47 @@ def test_reentry_after_exit():
 
 def test_stoploss_hit_fills_at_stop_or_gap_open():
     pp, st = entered(100.0, stoploss=0.05, take_profit=0.0)
-    assert pol.intrabar_event(st[0], 100.0, 101.0, 95.01, pp[0])[0] == pol.NONE
-    assert pol.intrabar_event(st[0], 100.0, 101.0, 95.0, pp[0]) == (pol.STOPLOSS, 95.0, 1.0)
+    assert pol.stop_event(st[0], 100.0, 95.01, pp[0])[0] == pol.NONE
+    assert pol.stop_event(st[0], 100.0, 95.0, pp[0]) == (pol.STOPLOSS, 95.0)
     # Gap through the stop: the open is the fill.
-    assert pol.intrabar_event(st[0], 90.0, 91.0, 89.0, pp[0]) == (pol.STOPLOSS, 90.0, 1.0)
+    assert pol.stop_event(st[0], 90.0, 89.0, pp[0]) == (pol.STOPLOSS, 90.0)
+    assert pol.stop_level(st[0], pp[0]) == (pol.STOPLOSS, 95.0)
 
 
-def test_stop_wins_when_stop_and_target_share_a_candle():
+def test_targets_are_decided_at_the_close_and_stops_inside_the_candle():
     pp, st = entered(100.0, stoploss=0.05, take_profit=0.05)
-    assert pol.intrabar_event(st[0], 100.0, 106.0, 94.0, pp[0]) == (pol.STOPLOSS, 95.0, 1.0)
-    assert pol.intrabar_event(st[0], 100.0, 106.0, 96.0, pp[0]) == (pol.TAKE_PROFIT, 105.0, 1.0)
-    # A gap above the target fills at the (better) open.
-    assert pol.intrabar_event(st[0], 107.0, 108.0, 106.5, pp[0]) == (pol.TAKE_PROFIT, 107.0, 1.0)
+    # A candle reaching both: the stop fills inside it (a resting order), so no target.
+    assert pol.stop_event(st[0], 100.0, 94.0, pp[0]) == (pol.STOPLOSS, 95.0)
+    # The target alone: no intrabar exit; at the close it asks to sell at the next open.
+    assert pol.stop_event(st[0], 100.0, 96.0, pp[0])[0] == pol.NONE
+    assert pol.close_intent(st[0], 0.0, 106.0, pp[0]) == (pol.TAKE_PROFIT, 0)
+    assert pol.close_intent(st[0], 0.0, 104.9, pp[0]) == (pol.NONE, 0)
+
+
+def test_take_profit_beats_an_exit_signal_beats_a_partial_step():
+    pp, st = entered(
+        100.0, exit_threshold=0.0, take_profit=0.3, partial_exits=[0.1], partial_exit_frac=0.5
+    )
+    assert pol.close_intent(st[0], -1.0, 131.0, pp[0]) == (pol.TAKE_PROFIT, 0)
+    assert pol.close_intent(st[0], -1.0, 111.0, pp[0]) == (pol.EXIT_SIGNAL, 0)
+    assert pol.close_intent(st[0], 1.0, 111.0, pp[0]) == (pol.PARTIAL_TP, 1)
+    assert pol.is_exit(pol.PARTIAL_TP) and not pol.is_exit(pol.ENTRY_SIGNAL)
 
 
 def test_trailing_stop_follows_the_high_of_earlier_candles():
     pp, st = entered(100.0, stoploss=0.0, trailing_stop=0.1)
     row = st[0]
-    assert pol.intrabar_event(row, 100.0, 120.0, 95.0, pp[0])[0] == pol.NONE  # 90 not reached
+    assert pol.stop_event(row, 100.0, 95.0, pp[0])[0] == pol.NONE  # 90 not reached
     pol.end_of_bar(row, 120.0)  # the watermark takes this candle's high only afterwards
     assert row["high"] == 120.0
-    reason, price, frac = pol.intrabar_event(row, 115.0, 116.0, 107.0, pp[0])
-    assert (reason, frac) == (pol.TRAILING_STOP, 1.0) and price == pytest.approx(108.0)
+    reason, price = pol.stop_event(row, 115.0, 107.0, pp[0])
+    assert reason == pol.TRAILING_STOP and price == pytest.approx(108.0)
 
 
 def test_trailing_stop_above_stoploss_takes_over():
     pp, st = entered(100.0, stoploss=0.05, trailing_stop=0.02)
     pol.end_of_bar(st[0], 110.0)
-    reason, price, _ = pol.intrabar_event(st[0], 109.0, 109.5, 107.0, pp[0])
+    reason, price = pol.stop_event(st[0], 109.0, 107.0, pp[0])
     assert reason == pol.TRAILING_STOP and price == pytest.approx(107.8)
 
 
@@ -94,21 +107,14 @@ def test_partial_steps_in_order_then_take_profit():
         100.0, stoploss=0.0, take_profit=0.5, partial_exits=[0.2, 0.1], partial_exit_frac=0.25
     )
     row = st[0]
-    assert pol.intrabar_event(row, 100.0, 109.0, 99.0, pp[0])[0] == pol.NONE
-    assert pol.intrabar_event(row, 100.0, 125.0, 99.0, pp[0]) == (
-        pol.PARTIAL_TP,
-        pytest.approx(110.0),
-        0.25,
-    )
+    assert pol.target_event(row, 109.0, pp[0]) == (pol.NONE, 0)
+    assert pol.target_event(row, 115.0, pp[0]) == (pol.PARTIAL_TP, 1)  # levels sorted: 10 %
+    assert pol.target_event(row, 125.0, pp[0]) == (pol.PARTIAL_TP, 2)  # both in one candle
     pol.on_partial(row)
-    assert pol.intrabar_event(row, 100.0, 125.0, 99.0, pp[0]) == (
-        pol.PARTIAL_TP,
-        pytest.approx(120.0),
-        0.25,
-    )
+    assert pol.target_event(row, 125.0, pp[0]) == (pol.PARTIAL_TP, 1)
     pol.on_partial(row)
-    assert pol.intrabar_event(row, 100.0, 125.0, 99.0, pp[0])[0] == pol.NONE  # steps used up
-    assert pol.intrabar_event(row, 100.0, 151.0, 99.0, pp[0])[0] == pol.TAKE_PROFIT
+    assert pol.target_event(row, 125.0, pp[0]) == (pol.NONE, 0)  # steps used up
+    assert pol.target_event(row, 151.0, pp[0]) == (pol.TAKE_PROFIT, 0)
 
 
 def test_dip_entry_needs_a_dip_and_a_turn_up():

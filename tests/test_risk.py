@@ -115,28 +115,70 @@ def test_qty_step_floors_and_keeps_cash():
     assert qty * 33.0 * 1.004 <= 1000.0
 
 
-def test_daily_loss_halt_latches_for_the_day():
+DAY = 86_400_000
+
+
+def test_daily_loss_halt_latches_at_a_close_and_lifts_the_next_day():
     rp, _ = params(daily_loss_halt_frac=0.05)
     rs = rk.new_state(1000.0)
-    day = 86_400_000
-    rk.roll_day(rs[0], 10 * day, 1000.0)
+    assert rk.roll_day(rs[0], 10 * DAY, 1000.0) == 0
     assert rk.halt_code(rs[0], 960.0, rp) == rk.OK
-    assert rk.halt_code(rs[0], 950.0, rp) == rk.REJECT_DAILY_LOSS_HALT
+    assert rk.halt_code(rs[0], 950.0, rp) == rk.REJECT_DAILY_LOSS_HALT  # at this open only
+    assert rk.halt_code(rs[0], 1000.0, rp) == rk.OK
+    assert rk.note_equity(rs[0], 950.0, 7, rp) == rk.DAILY_ON  # a close latches it
+    assert rs[0]["daily_since"] == 7
     assert rk.halt_code(rs[0], 1000.0, rp) == rk.REJECT_DAILY_LOSS_HALT  # latched
-    rk.roll_day(rs[0], 10 * day + 3_600_000, 1000.0)  # same day: still halted
+    assert rk.note_equity(rs[0], 1000.0, 8, rp) == 0
+    assert rk.roll_day(rs[0], 10 * DAY + 3_600_000, 1000.0) == 0  # same day: still halted
     assert rk.halt_code(rs[0], 1000.0, rp) == rk.REJECT_DAILY_LOSS_HALT
-    rk.roll_day(rs[0], 11 * day, 950.0)  # next UTC day starts from 950
+    assert rk.roll_day(rs[0], 11 * DAY, 950.0) == rk.DAILY_OFF  # next UTC day from 950
     assert rk.halt_code(rs[0], 950.0, rp) == rk.OK
     assert rs[0]["day_start"] == 950.0
 
 
-def test_drawdown_halt_from_the_peak():
-    rp, _ = params(max_drawdown_halt_frac=0.2)
+def test_drawdown_halt_from_the_peak_lifts_on_recovery():
+    rp, _ = params(max_drawdown_halt_frac=0.2, drawdown_halt_candles=0)
     rs = rk.new_state(1000.0)
-    rk.note_equity(rs[0], 1500.0)
+    assert rk.note_equity(rs[0], 1500.0, 0, rp) == 0
     assert rk.halt_code(rs[0], 1201.0, rp) == rk.OK
     assert rk.halt_code(rs[0], 1200.0, rp) == rk.REJECT_DRAWDOWN_HALT
-    assert rk.halt_code(rs[0], 1300.0, rp) == rk.OK  # not latched: recovers with equity
+    assert rk.note_equity(rs[0], 1100.0, 1, rp) == rk.DD_ON
+    for t in range(2, 500):  # no candle rule: held as long as equity stays down
+        assert rk.note_equity(rs[0], 1100.0, t, rp) == 0
+    assert rs[0]["dd_since"] == 1 and rs[0]["dd_count"] == 499
+    assert rk.note_equity(rs[0], 1300.0, 500, rp) == rk.DD_OFF  # recovered above 1200
+    assert rk.halt_code(rs[0], 1300.0, rp) == rk.OK
+
+
+def test_drawdown_halt_lifts_after_its_candles_and_rebases_the_peak():
+    rp, _ = params(max_drawdown_halt_frac=0.2, drawdown_halt_candles=3)
+    rs = rk.new_state(1000.0)
+    assert rk.note_equity(rs[0], 700.0, 10, rp) == rk.DD_ON
+    assert [rk.note_equity(rs[0], 700.0, t, rp) for t in (11, 12)] == [0, 0]
+    assert rk.halt_code(rs[0], 700.0, rp) == rk.REJECT_DRAWDOWN_HALT  # 3 closes: still on
+    assert rk.note_equity(rs[0], 700.0, 13, rp) == rk.DD_LIFT
+    assert rs[0]["peak"] == 700.0 and rk.halt_code(rs[0], 700.0, rp) == rk.OK
+    assert rk.note_equity(rs[0], 560.0, 14, rp) == rk.DD_ON  # 20 % below the new peak
+
+
+def test_lift_by_hand_rebases_day_and_peak():
+    rp, _ = params(daily_loss_halt_frac=0.05, max_drawdown_halt_frac=0.2)
+    rs = rk.new_state(1000.0)
+    rk.roll_day(rs[0], 10 * DAY, 1000.0)
+    rk.note_equity(rs[0], 700.0, 1, rp)
+    assert rk.halt_code(rs[0], 700.0, rp) != rk.OK
+    assert rk.lift(rs[0], 700.0) == rk.MANUAL_LIFT
+    assert rk.halt_code(rs[0], 700.0, rp) == rk.OK
+    assert rk.lift(rs[0], 700.0) == 0  # nothing left to lift
+
+
+def test_partial_steps_sold_together():
+    rp, _ = params(qty_step=0.01, min_order_value=5.0)
+    counts = np.zeros(rk.N_CODES, dtype=np.int64)
+    assert rk.partial_qty(1.0, 0.5, 2, 100.0, rp, counts) == (pytest.approx(0.75), 2)
+    assert rk.partial_qty(1.0, 0.04, 2, 100.0, rp, counts) == (0.0, 0)  # too small, counted
+    assert counts[rk.REJECT_MIN_ORDER] == 2
+    assert rk.partial_qty(0.1, 0.6, 3, 100.0, rp, counts) == (0.1, 1)  # dust: all at once
 
 
 def test_halts_off_at_zero():

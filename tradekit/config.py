@@ -233,6 +233,12 @@ class RiskConfig:
     max_drawdown_halt_frac: float = _opt(
         0.20, "halt new entries at this drawdown from the peak (0 = off)", _fraction
     )
+    drawdown_halt_candles: int = _opt(
+        168,
+        "candles the drawdown halt lasts before it lifts and the peak re-bases to the equity "
+        "then (168 = a week of 1h candles; 0 = only when equity recovers or on `resume`)",
+        _non_negative,
+    )
     min_order_value: float = _opt(
         5.0, "smallest order in the quote currency (live: the exchange's, if larger)", _non_negative
     )

@@ -14,23 +14,24 @@ dip mode. All of it is plain numbers, so a live loop can persist it (``state.tol
 Order of calls for one candle ``t`` (the backtest's ``backtest.kernel.run(t, t + 1, ...)``; a
 live loop or a paper-broker replay must keep it; the UTC day rolls first, ``risk.roll_day``):
 
-1. At the open of ``t``: an exit intent pending from ``t-1`` fills at the open (all symbols'
-   exits first, then entries in symbol order, so freed cash and slots are usable). Entries are
-   sized by ``risk.halt_code`` -> ``risk.size_entry`` with equity marked at the open, then
-   ``on_entry(row, fill_price)``.
-2. Intrabar, on the candle's high/low: ``intrabar_event`` repeatedly until it returns
-   ``NONE``: stop-loss / trailing stop first (pessimistic: when a stop and a target are both in
-   the range, the stop is assumed hit first; a gap through the stop fills at the open), then
-   take-profit (whole position), then the next partial take-profit step (``risk.exit_qty``
-   sizes it, ``on_partial`` records it). A full exit calls ``on_exit``. Stops are live on the
-   entry candle.
+1. At the open of ``t``: intents pending from ``t-1`` fill at the open: exits first (an exit
+   signal, a take-profit, partial take-profit steps; all symbols), then entries in symbol order,
+   so freed cash and slots are usable. Entries are sized by ``risk.halt_code`` ->
+   ``risk.size_entry`` with equity marked at the open, then ``on_entry(row, fill_price)``.
+2. Intrabar, on the candle's low: ``stop_event``: the stop-loss or trailing stop (the higher);
+   a gap through the stop fills at the open. Stops are live on the entry candle. These are the
+   only exits inside a candle, because they are the only ones that rest on the exchange in live
+   trading (Kraken spot holds the coins of an open sell order, so a resting take-profit could
+   not coexist with the resting stop for the same coins).
 3. After the intrabar phase: ``end_of_bar(row, high)`` raises the trailing watermark (the
    watermark used in step 2 is the high *before* this candle, as the order of high and low in a
    candle is unknown).
 4. At the close of ``t``: in dip mode ``dip_update(row, ring, high, close, pp)`` first; then
-   ``on_close(row, prediction, pp)`` gives the intent for the open of ``t+1`` (a reason code:
-   ENTRY_SIGNAL / DIP_ENTRY / EXIT_SIGNAL / NONE). A signal never fills on the candle that
-   produced it. Then ``risk.note_equity`` with the equity marked at the close.
+   ``close_intent(row, prediction, high, pp)`` gives the intent for the open of ``t+1``: a
+   take-profit or partial take-profit level that the candle's high reached (sold at the next
+   open, as live trading sells it: a market order once the candle has closed), else the
+   prediction's ENTRY_SIGNAL / DIP_ENTRY / EXIT_SIGNAL / NONE. A signal never fills on the
+   candle that produced it. Then ``risk.note_equity`` with the equity marked at the close.
 
 Rules: enter when the prediction >= ``entry_threshold`` (flat only; re-entry after any exit
 on a later candle). Exit when the prediction is below ``exit_threshold`` for ``persistence``
@@ -171,36 +172,71 @@ def on_partial(row: Rec) -> None:
 
 
 @njit(cache=True)
-def intrabar_event(row: Rec, o: float, h: float, lo: float, pp: Rec) -> tuple[int, float, float]:
-    """The next exit inside this candle: (reason, raw fill price, fraction of the position).
-
-    Stop-loss / trailing stop before take-profit before partial steps; a gap through a stop
-    fills at the open, a gap through a target at the open too (the better price)."""
+def stop_level(row: Rec, pp: Rec) -> tuple[int, float]:
+    """(STOPLOSS or TRAILING_STOP, level) of a held position, or (NONE, -1): the higher of
+    the stop-loss below the entry and the trailing stop below the watermark."""
     if row.in_pos == 0.0:
-        return NONE, 0.0, 0.0
-    entry = row.entry
+        return NONE, -1.0
     stop = -1.0
     reason = NONE
     if pp.sl > 0.0:
-        stop = entry * (1.0 - pp.sl)
+        stop = row.entry * (1.0 - pp.sl)
         reason = STOPLOSS
     if pp.trail > 0.0:
         trail = row.high * (1.0 - pp.trail)
         if trail > stop:
             stop = trail
             reason = TRAILING_STOP
+    return reason, stop
+
+
+@njit(cache=True)
+def stop_event(row: Rec, o: float, lo: float, pp: Rec) -> tuple[int, float]:
+    """The stop inside this candle: (reason, raw fill price), or (NONE, 0); a gap through the
+    stop fills at the open."""
+    reason, stop = stop_level(row, pp)
     if reason != NONE and lo <= stop:
-        return reason, min(o, stop), 1.0
-    if pp.tp > 0.0:
-        target = entry * (1.0 + pp.tp)
-        if h >= target:
-            return TAKE_PROFIT, max(o, target), 1.0
+        return reason, min(o, stop)
+    return NONE, 0.0
+
+
+@njit(cache=True)
+def target_event(row: Rec, h: float, pp: Rec) -> tuple[int, int]:
+    """A target the candle's high reached: (TAKE_PROFIT, 0), (PARTIAL_TP, steps: partial
+    levels reached beyond those already sold), or (NONE, 0)."""
+    if row.in_pos == 0.0:
+        return NONE, 0
+    entry = row.entry
+    if pp.tp > 0.0 and h >= entry * (1.0 + pp.tp):
+        return TAKE_PROFIT, 0
     k = row.partials
-    if k < pp.n_levels:
-        level = entry * (1.0 + pp.levels[k])
-        if h >= level:
-            return PARTIAL_TP, max(o, level), pp.pfrac
-    return NONE, 0.0, 0.0
+    steps = 0
+    while k + steps < pp.n_levels and h >= entry * (1.0 + pp.levels[k + steps]):
+        steps += 1
+    if steps > 0:
+        return PARTIAL_TP, steps
+    return NONE, 0
+
+
+@njit(cache=True)
+def close_intent(row: Rec, pred: float, h: float, pp: Rec) -> tuple[int, int]:
+    """The intent for the next open, at this candle's close: (reason, partial steps). A
+    take-profit beats an exit signal beats a partial step beats the prediction's entry."""
+    intent = on_close(row, pred, pp)  # always: it keeps the exit count and previous prediction
+    target, steps = target_event(row, h, pp)
+    if target == TAKE_PROFIT:
+        return TAKE_PROFIT, 0
+    if intent == EXIT_SIGNAL:
+        return EXIT_SIGNAL, 0
+    if target == PARTIAL_TP:
+        return PARTIAL_TP, steps
+    return intent, 0
+
+
+@njit(cache=True)
+def is_exit(reason: int) -> bool:
+    """A pending intent that sells at the next open (else it is an entry)."""
+    return reason in (EXIT_SIGNAL, TAKE_PROFIT, PARTIAL_TP)
 
 
 @njit(cache=True)

@@ -6,9 +6,10 @@ the same compiled code as the backtest kernel); :func:`params` turns
 :class:`~tradekit.config.RiskConfig` into a ``PARAMS`` record and a symbol x cluster membership
 matrix. Parameters and risk state are numpy records (structured dtypes ``PARAMS``, ``STATE``;
 ``tradekit.policy`` says why). Risk state (``new_state``) holds the UTC day, the equity at its
-start, the equity peak, and the daily-halt latch. Call order (see ``tradekit.policy``):
-``roll_day`` at the first candle of each UTC day with the equity carried into it, ``halt_code``
-then ``size_entry`` for each entry, ``note_equity`` with each candle's closing equity.
+start, the equity peak, and the halts with when they began. Call order (see
+``tradekit.policy``): ``roll_day`` at the first candle of each UTC day with the equity carried
+into it, ``halt_code`` then ``size_entry`` for each entry, ``note_equity`` with each candle's
+closing equity (it starts and lifts the halts and reports each as an event).
 
 Sizing of an entry: the policy asks for a full position, ``max_position_frac`` of equity; then
 each cap may cut it (the last cut that binds is the reason code): ``max_position_abs``
@@ -17,9 +18,12 @@ each cap may cut it (the last cut that binds is the reason code): ``max_position
 ``cluster_max_frac`` for every cluster holding the symbol (RESIZED_CLUSTER_CAP), cash after fees
 (RESIZED_CASH). The quantity is floored to ``qty_step``; an order worth less than
 ``min_order_value`` is rejected (with the cap that shrank it, else REJECT_MIN_ORDER).
-Halts block entries only; exits always go through. ``daily_loss_halt_frac`` latches for the rest
-of the UTC day once equity is that far below the day's starting equity; ``max_drawdown_halt_frac``
-blocks while equity is that far below its peak. A zero halt fraction turns that halt off.
+Halts block entries only; exits always go through. Every halt has a lift rule, the same in
+backtest and live: ``daily_loss_halt_frac`` latches at a close that far below the day's starting
+equity and lifts when the next UTC day starts; ``max_drawdown_halt_frac`` holds while equity is
+that far below its peak and lifts when equity recovers, or after ``drawdown_halt_candles``
+closes, when the peak re-bases to the equity at the lift. In live, ``resume`` lifts both by
+hand (``lift``). A zero halt fraction turns that halt off.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ PARAMS = np.dtype(
         ("cluster_frac", "f8"),
         ("daily", "f8"),
         ("dd", "f8"),
+        ("dd_candles", "f8"),  # candles the drawdown halt lasts before it lifts (0: never)
         ("min_order", "f8"),
         ("step", "f8"),
     ],
@@ -94,6 +99,9 @@ STATE = np.dtype(
         ("day_start", "f8"),  # equity carried into the day
         ("peak", "f8"),
         ("halted", "f8"),  # daily halt latched for ``day``
+        ("daily_since", "i8"),  # candle whose close latched the daily halt
+        ("dd_count", "i8"),  # closes in a row under the drawdown limit (0: not halted)
+        ("dd_since", "i8"),  # candle whose close began the drawdown halt
     ],
     align=True,
 )
@@ -114,6 +122,7 @@ def params(cfg: RiskConfig, symbols: Sequence[str]) -> tuple[NDArray[np.void], N
     r["cluster_frac"] = cfg.cluster_max_frac
     r["daily"] = cfg.daily_loss_halt_frac
     r["dd"] = cfg.max_drawdown_halt_frac
+    r["dd_candles"] = cfg.drawdown_halt_candles
     r["min_order"] = cfg.min_order_value
     r["step"] = cfg.qty_step
     names = sorted(cfg.clusters)
@@ -144,31 +153,82 @@ def floor_qty(qty: float, step: float) -> float:
     return math.floor(qty / step * (1.0 + 1e-9)) * step
 
 
+# -- halt events: what ``roll_day`` and ``note_equity`` report (a bit mask per candle) -------
+DAILY_ON = 1  # the daily-loss halt latched at this close
+DAILY_OFF = 2  # a new UTC day lifted it
+DD_ON = 4  # the drawdown halt began at this close
+DD_OFF = 8  # equity recovered above the drawdown limit
+DD_LIFT = 16  # the drawdown halt lasted ``dd_candles`` closes: lifted, peak re-based
+MANUAL_LIFT = 32  # lifted by hand (``resume`` in live)
+
+
 @njit(cache=True)
-def roll_day(rs: Rec, ts_ms: int, equity: float) -> None:
-    """At a candle of a new UTC day: the day starts with ``equity`` and the halt unlatches."""
+def roll_day(rs: Rec, ts_ms: int, equity: float) -> int:
+    """At a candle of a new UTC day: the day starts with ``equity`` and the daily halt lifts
+    (returns DAILY_OFF then, else 0)."""
     if rs.day >= 0 and ts_ms < rs.day_end_ms and ts_ms >= rs.day_end_ms - DAY_MS:
-        return
+        return 0
     day = ts_ms // DAY_MS
+    ev = 0
     if day != rs.day:
         rs.day = day
         rs.day_end_ms = (day + 1) * DAY_MS
         rs.day_start = equity
+        if rs.halted != 0.0:
+            ev = DAILY_OFF
         rs.halted = 0.0
+    return ev
 
 
 @njit(cache=True)
-def note_equity(rs: Rec, equity: float) -> None:
+def note_equity(rs: Rec, equity: float, t: int, rp: Rec) -> int:
+    """At each close ``t`` (candle index or ms): the peak, and the halts' start and lift rules.
+
+    The daily-loss halt latches for the rest of the UTC day. The drawdown halt holds while
+    equity is ``dd`` or more below its peak; after ``dd_candles`` closes in a row it lifts and
+    the peak re-bases to the equity then (a flat bot's equity cannot recover by itself, so
+    without the rule the halt would never end). Returns the halt events (bit mask)."""
+    ev = 0
     if equity > rs.peak:
         rs.peak = equity
+    daily = rp.daily
+    if daily > 0.0 and rs.halted == 0.0 and equity <= rs.day_start * (1.0 - daily):
+        rs.halted = 1.0
+        rs.daily_since = t
+        ev |= DAILY_ON
+    dd = rp.dd
+    if dd > 0.0:
+        if equity <= rs.peak * (1.0 - dd):
+            if rs.dd_count == 0:
+                rs.dd_since = t
+                ev |= DD_ON
+            rs.dd_count += 1
+            if rp.dd_candles > 0.0 and rs.dd_count > rp.dd_candles:
+                rs.peak = equity
+                rs.dd_count = 0
+                ev |= DD_LIFT
+        elif rs.dd_count > 0:
+            rs.dd_count = 0
+            ev |= DD_OFF
+    return ev
+
+
+@njit(cache=True)
+def lift(rs: Rec, equity: float) -> int:
+    """Lift every halt by hand (``resume``): the day and the peak re-base to ``equity``."""
+    ev = MANUAL_LIFT if (rs.halted != 0.0 or rs.dd_count > 0) else 0
+    rs.halted = 0.0
+    rs.day_start = equity
+    rs.peak = equity
+    rs.dd_count = 0
+    return ev
 
 
 @njit(cache=True)
 def halt_code(rs: Rec, equity: float, rp: Rec) -> int:
-    """OK, or the halt that blocks new entries at this equity (the daily one latches)."""
+    """OK, or the halt that blocks new entries at this equity (marked at the open)."""
     daily = rp.daily
     if daily > 0.0 and (rs.halted != 0.0 or equity <= rs.day_start * (1.0 - daily)):
-        rs.halted = 1.0
         return REJECT_DAILY_LOSS_HALT
     dd = rp.dd
     if dd > 0.0 and equity <= rs.peak * (1.0 - dd):
@@ -252,3 +312,26 @@ def exit_qty(held: float, frac: float, price: float, rp: Rec) -> tuple[float, in
     if rest <= held * 1e-12 or rest * price < rp.min_order:
         return held, OK
     return qty, OK
+
+
+@njit(cache=True)
+def partial_qty(
+    held: float, frac: float, steps: int, price: float, rp: Rec, counts: NDArray[np.int64]
+) -> tuple[float, int]:
+    """(quantity, steps sold) of ``steps`` partial take-profit steps sold together: each step
+    sells ``frac`` of what is left (``exit_qty``); a step too small to sell is counted in
+    ``counts`` and skipped."""
+    total = 0.0
+    rest = held
+    sold = 0
+    for _ in range(steps):
+        q, code = exit_qty(rest, frac, price, rp)
+        if q <= 0.0:
+            counts[code] += 1
+            continue
+        total += q
+        sold += 1
+        if q >= rest:
+            break
+        rest -= q
+    return total, sold

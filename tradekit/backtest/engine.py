@@ -25,6 +25,7 @@ class Simulation:
     (empty unless traced); ``cash``/``exposure`` per candle only when traced."""
 
     equity: NDArray[np.float64]
+    halts: NDArray[np.uint8]  # per candle: the halt events of ``risk`` (DAILY_ON, ...)
     trades: NDArray[np.float64]
     fills: NDArray[np.float64]
     risk_counts: NDArray[np.int64]
@@ -92,10 +93,11 @@ def simulate_arrays(
     # Buffers start at one trade per 32 candles and double when the kernel stops for room:
     # no full-length trade table for a run that trades a few hundred times.
     trades = np.zeros((max(256, m * 4, n * m // 32), kn.T_N))
-    per_bar = m * (3 + int(pp[0]["n_levels"]))
+    per_bar = m * 2
     fills = np.zeros((max(256, per_bar * 4) if trace else 0, kn.F_N))
     counts = np.zeros(rk.N_CODES, dtype=np.int64)
     equity = np.empty(n)
+    halts = np.zeros(n, dtype=np.uint8)
     cash = np.empty(n if trace else 0)
     expo = np.empty(n if trace else 0)
     t = 0
@@ -124,6 +126,7 @@ def simulate_arrays(
             fills,
             counts,
             equity,
+            halts,
             cash,
             expo,
         )
@@ -140,6 +143,7 @@ def simulate_arrays(
     w = wallet[0]
     return Simulation(
         equity=equity,
+        halts=halts,
         trades=trades[: int(w["n_trades"])].copy(),
         fills=fills[: int(w["n_fills"])].copy(),
         risk_counts=counts,

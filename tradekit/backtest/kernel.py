@@ -3,7 +3,9 @@ wallet, long-only spot.
 
 ``run(t0, t1, ...)`` simulates candles ``t0..t1-1`` of every symbol, each in the order that
 ``tradekit.policy`` documents (pending exits at the open, then pending entries sized by
-``tradekit.risk``, then stops and targets on the candle's range, then signals at the close).
+``tradekit.risk``, then stops on the candle's range, then targets and signals at the close).
+Fills, fees, cash and positions are booked by ``tradekit.accounting``, the same compiled
+functions the live engine calls.
 All state lives in small arrays owned by the caller, so ``run`` stops when an output buffer
 may overflow and resumes after the caller has grown it, and ``run(t, t + 1, ...)`` is the
 per-candle step that a replay can call one candle at a time. Every function is ``cache=True``
@@ -15,8 +17,10 @@ arrays, because numba reference-counts every array argument of a call with atomi
 (about 10 ns per call here, for a loop whose whole candle costs a few ns). Calls with arrays
 happen only on events (fills, trade records, entry sizing, dip mode).
 
-Fills: a signal at candle t fills at the symbol's next candle open, with ``slippage`` against
-the trader and ``fee`` (a fraction of the fill value) per fill. A symbol without a candle at t
+Fills: a signal, a take-profit or a partial take-profit decided at candle t fills at the
+symbol's next candle open; a stop fills inside the candle at its level (at the open when the
+candle gaps through it); each with ``slippage`` against the trader and ``fee`` (a fraction of
+the fill value) per fill. A symbol without a candle at t
 cannot trade at t; its pending order waits for its next candle and it is marked at its last
 close.
 """
@@ -31,16 +35,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numba import njit
 
+from tradekit import accounting as ac
 from tradekit import policy as pol
 from tradekit import risk as rk
 
 
 def _drop_stale_cache() -> None:
     """numba keys a cached function on its own file only, so machine code that inlined an old
-    ``policy``/``risk`` would survive an edit of those files: drop the kernel's cache when
-    their source changes (a stamp beside the cache files)."""
+    ``policy``/``risk``/``accounting`` would survive an edit of those files: drop the kernel's
+    cache when their source changes (a stamp beside the cache files)."""
     cache = Path(__file__).parent / "__pycache__"
-    deps = b"".join(Path(str(m.__file__)).read_bytes() for m in (pol, rk))
+    deps = b"".join(Path(str(m.__file__)).read_bytes() for m in (pol, rk, ac))
     stamp = hashlib.sha256(deps).hexdigest()
     mark = cache / "kernel.deps"
     with contextlib.suppress(OSError):  # a read-only install simply keeps its cache
@@ -60,40 +65,10 @@ if TYPE_CHECKING:
     F64 = NDArray[np.float64]
 Rec = Any  # a numpy/numba record
 
-ACCT = np.dtype(
-    [
-        ("qty", "f8"),
-        ("entry_idx", "i8"),
-        ("entry_price", "f8"),
-        ("entry_qty", "f8"),
-        ("cost", "f8"),  # cash paid for the entry, fee included
-        ("proceeds", "f8"),  # cash received from exits so far, fees deducted
-        ("exit_qty", "f8"),
-        ("exit_value", "f8"),  # sum of exit qty * fill price (for the average exit price)
-        ("fees", "f8"),
-        ("mae_low", "f8"),
-        ("n_partial", "i8"),
-        ("entry_reason", "i8"),
-        ("entry_sig", "i8"),  # signal candle of the open position's entry
-        ("pending", "i8"),  # policy reason code of the intent waiting for the next open
-        ("sig_idx", "i8"),  # candle of the signal behind the pending intent
-        ("last_close", "f8"),
-    ],
-    align=True,
-)
-
-WALLET = np.dtype(
-    [
-        ("cash", "f8"),
-        ("fees", "f8"),
-        ("expo_bars", "i8"),  # candles closing with any position open
-        ("expo_sum", "f8"),  # sum over candles of exposure / equity at the close
-        ("n_trades", "i8"),
-        ("n_fills", "i8"),
-        ("equity", "f8"),  # equity at the last close
-    ],
-    align=True,
-)
+ACCT = ac.ACCT
+WALLET = ac.WALLET
+new_acct = ac.new_acct
+new_wallet = ac.new_wallet
 
 # -- trade records (trades[k, T_*]) --------------------------------------------------------
 T_SYM = 0
@@ -110,11 +85,12 @@ T_MAE = 10
 T_NPART = 11
 T_ENTRY_REASON = 12
 T_ENTRY_SIG = 13
-T_N = 14
+T_MFE = 14
+T_N = 15
 
 # -- fill records, only when a fills buffer is given (trace) -----------------------------------
 F_IDX = 0
-F_SIG_IDX = 1  # the candle whose close produced the order (-1: intrabar stop/target)
+F_SIG_IDX = 1  # the candle whose close produced the order (-1: an intrabar stop)
 F_SYM = 2
 F_SIDE = 3  # +1 buy, -1 sell
 F_QTY = 4
@@ -125,19 +101,6 @@ F_EQUITY = 8  # entries: equity at the open the order was sized with
 F_EXPOSURE = 9  # entries: all positions at open marks after this fill
 F_CASH = 10  # cash after the fill
 F_N = 11
-
-
-def new_wallet(starting_balance: float) -> NDArray[np.void]:
-    w = np.zeros(1, dtype=WALLET)
-    w["cash"] = starting_balance
-    w["equity"] = starting_balance
-    return w
-
-
-def new_acct(n_symbols: int) -> NDArray[np.void]:
-    a = np.zeros(n_symbols, dtype=ACCT)
-    a["last_close"] = np.nan
-    return a
 
 
 @njit(cache=True, inline="always")
@@ -184,44 +147,79 @@ def _sell(
     a: Rec,
     w: Rec,
     fills: F64,
-) -> None:
+) -> bool:
+    """Sell ``qty`` of ``s`` at ``price``; True when the position is flat after."""
     value = qty * price
     fee = value * fee_rate
-    a.qty -= qty
-    if a.qty < a.entry_qty * 1e-12:
-        a.qty = 0.0
-    a.proceeds += value - fee
-    a.exit_qty += qty
-    a.exit_value += value
-    a.fees += fee
-    w.cash += value - fee
-    w.fees += fee
+    flat = ac.book_sell(a, w, qty, value, fee, ac.DUST)
     if fills.shape[0] > 0:
         _fill(fills, w, t, sig, s, -1.0, qty, price, fee, reason, np.nan, np.nan)
+    return flat
 
 
 @njit(cache=True, inline="always")
-def _close_trade(s: int, t: int, reason: int, mae_low: float, a: Rec, w: Rec, trades: F64) -> None:
+def _close_trade(
+    s: int, t: int, reason: int, mae_price: float, a: Rec, w: Rec, trades: F64
+) -> None:
+    entry_price, entry_qty, fees = a.entry_price, a.entry_qty, a.fees
+    exit_price, pnl, pnl_pct, mae, mfe = ac.close_trade(a, mae_price)
     k = w.n_trades
     r = trades[k]
     r[T_SYM] = s
-    r[T_ENTRY_IDX] = a.entry_idx
+    r[T_ENTRY_IDX] = a.entry_t
     r[T_EXIT_IDX] = t
-    r[T_ENTRY_PRICE] = a.entry_price
-    r[T_EXIT_PRICE] = a.exit_value / a.exit_qty if a.exit_qty > 0 else np.nan
-    r[T_QTY] = a.entry_qty
-    r[T_FEES] = a.fees
-    pnl = a.proceeds - a.cost
+    r[T_ENTRY_PRICE] = entry_price
+    r[T_EXIT_PRICE] = exit_price
+    r[T_QTY] = entry_qty
+    r[T_FEES] = fees
     r[T_PNL] = pnl
-    r[T_PNL_PCT] = pnl / a.cost
+    r[T_PNL_PCT] = pnl_pct
     r[T_EXIT_REASON] = reason
-    low = min(a.mae_low, mae_low)
-    r[T_MAE] = max(0.0, 1.0 - low / a.entry_price)
+    r[T_MAE] = mae
+    r[T_MFE] = mfe
     r[T_NPART] = a.n_partial
     r[T_ENTRY_REASON] = a.entry_reason
     r[T_ENTRY_SIG] = a.entry_sig
     w.n_trades = k + 1
-    a.qty = 0.0
+
+
+@njit(cache=True)
+def _exit_at_open(
+    s: int,
+    t: int,
+    price: float,
+    fee: float,
+    ps: NDArray[np.void],
+    pp: Rec,
+    rp: Rec,
+    a: Rec,
+    w: Rec,
+    trades: F64,
+    fills: F64,
+    risk_counts: NDArray[np.int64],
+) -> None:
+    """The pending exit of ``s`` at the open of ``t`` (fill ``price``, slippage included): an
+    exit signal or take-profit sells everything, partial steps their share."""
+    reason = a.pending
+    steps = a.pend_steps
+    a.pending = 0
+    a.pend_steps = 0
+    if a.qty <= 0.0:
+        return
+    row = ps[s]
+    qty = a.qty
+    sold = 0
+    if reason == pol.PARTIAL_TP:
+        qty, sold = rk.partial_qty(a.qty, pp.pfrac, steps, price, rp, risk_counts)
+        for _ in range(steps):
+            pol.on_partial(row)
+        if qty <= 0.0:
+            return
+    if _sell(s, t, a.sig_t, qty, price, reason, fee, a, w, fills):
+        _close_trade(s, t, reason, np.inf, a, w, trades)
+        pol.on_exit(row)
+    else:
+        a.n_partial += sold
 
 
 @njit(cache=True)
@@ -241,32 +239,20 @@ def _enter(
     risk_counts: NDArray[np.int64],
     clus: F64,
 ) -> int:
-    """Pending entries at the open of ``t``, sized with equity and exposure at open marks
-    (a symbol without a candle at ``t`` is marked at its last close); returns how many
-    intents it consumed."""
-    n_sym = acct.shape[0]
-    exposure = 0.0
-    n_open = 0
-    clus[:] = 0.0  # a scratch buffer of run(): an allocation per entry costs ~10% here
-    for s in range(n_sym):
-        q = acct[s].qty
-        if q > 0.0:
-            mark = op[t, s] if valid[t, s] != 0 else acct[s].last_close
-            exposure += q * mark
-            n_open += 1
-            for j in range(member.shape[1]):
-                clus[j] += q * mark * member[s, j]
+    """Pending entries at the open of ``t``, each sized with equity and exposure at open marks
+    (``accounting.open_exposure``); returns how many intents it consumed."""
     consumed = 0
-    for s in range(n_sym):
+    for s in range(acct.shape[0]):
         a = acct[s]
         if valid[t, s] == 0 or a.pending == 0:
             continue
         reason = a.pending
-        sig = a.sig_idx
+        sig = a.sig_t
         a.pending = 0
         consumed += 1
         if a.qty > 0.0:
             continue
+        exposure, n_open = ac.open_exposure(acct, op[t], valid[t], member, clus)
         cash = w.cash
         equity = cash + exposure
         price = op[t, s] * (1.0 + slip)
@@ -281,29 +267,12 @@ def _enter(
             continue
         value = qty * price
         f = value * fee
-        w.cash = max(cash - value - f, 0.0)  # max(): ulp noise only, size_entry leaves room
-        w.fees += f
-        a.qty = qty
-        a.entry_idx = t
-        a.entry_price = price
-        a.entry_qty = qty
-        a.cost = value + f
-        a.proceeds = 0.0
-        a.exit_qty = 0.0
-        a.exit_value = 0.0
-        a.fees = f
-        a.mae_low = price
-        a.n_partial = 0
-        a.entry_reason = reason
-        a.entry_sig = sig
+        ac.book_buy(a, w, qty, price, value, f, t, reason, sig)
         pol.on_entry(ps[s], price)
-        mark = qty * op[t, s]
-        exposure += mark
-        n_open += 1
-        for j in range(member.shape[1]):
-            clus[j] += mark * member[s, j]
         if fills.shape[0] > 0:
-            _fill(fills, w, t, sig, s, 1.0, qty, price, f, reason, equity, exposure)
+            _fill(
+                fills, w, t, sig, s, 1.0, qty, price, f, reason, equity, exposure + qty * op[t, s]
+            )
     return consumed
 
 
@@ -332,12 +301,14 @@ def run(
     fills: F64,
     risk_counts: NDArray[np.int64],
     equity_out: F64,
+    halts_out: NDArray[np.uint8],
     cash_out: F64,
     exposure_out: F64,
 ) -> int:
     """Simulate candles ``t0..t1-1``; returns the next candle to simulate (``t1`` when done,
-    earlier when a record buffer may overflow). ``cash_out``/``exposure_out`` are a trace,
-    written only when they have one slot per candle."""
+    earlier when a record buffer may overflow). ``halts_out[t]`` gets the candle's halt events
+    (``risk.DAILY_ON`` ...); ``cash_out``/``exposure_out`` are a trace, written only when they
+    have one slot per candle."""
     pp = pp_arr[0]
     rp = rp_arr[0]
     w = w_arr[0]
@@ -345,7 +316,7 @@ def run(
     n_sym = op.shape[1]
     trace = cash_out.shape[0] == ts.shape[0]
     dip = pp.dip != 0.0
-    per_bar_fills = n_sym * (3 + pp.n_levels)
+    per_bar_fills = n_sym * 2
     clus = np.zeros(member.shape[1])  # cluster exposure, rebuilt at each entry
     n_pending = 0  # intents waiting for an open: most candles have none, and skip step 1-2
     for s in range(n_sym):
@@ -356,21 +327,17 @@ def run(
             return t
         if fills.shape[0] > 0 and w.n_fills + per_bar_fills > fills.shape[0]:
             return t
-        rk.roll_day(rs, ts[t], w.equity)
+        events = rk.roll_day(rs, ts[t], w.equity)
         # 1. Pending exits fill at the open; note whether any entry waits.
         entries = False
         for s in range(n_sym if n_pending > 0 else 0):
             a = acct[s]
             if valid[t, s] == 0 or a.pending == 0:
                 continue
-            if a.pending == pol.EXIT_SIGNAL:
-                a.pending = 0
+            if pol.is_exit(a.pending):
                 n_pending -= 1
-                if a.qty > 0.0:
-                    price = op[t, s] * (1.0 - slip)
-                    _sell(s, t, a.sig_idx, a.qty, price, pol.EXIT_SIGNAL, fee, a, w, fills)
-                    _close_trade(s, t, pol.EXIT_SIGNAL, np.inf, a, w, trades)
-                    pol.on_exit(ps[s])
+                price = op[t, s] * (1.0 - slip)
+                _exit_at_open(s, t, price, fee, ps, pp, rp, a, w, trades, fills, risk_counts)
             else:
                 entries = True
         # 2. Pending entries.
@@ -378,8 +345,8 @@ def run(
             n_pending -= _enter(
                 t, op, valid, member, fee, slip, ps, acct, w, rs, rp, fills, risk_counts, clus
             )
-        # 3. Stops, targets and partial steps on the candle's range; 4. signals at the close;
-        # 5. marks at the close (a symbol without a candle keeps its last close).
+        # 3. Stops on the candle's range; 4. targets and signals at the close; 5. marks at
+        # the close (a symbol without a candle keeps its last close).
         exposure = 0.0
         for s in range(n_sym):
             a = acct[s]
@@ -391,39 +358,24 @@ def run(
             h = hi[t, s]
             c = cl[t, s]
             if a.qty > 0.0:
-                o = op[t, s]
-                low = lo[t, s]
-                while True:
-                    reason, raw, frac = pol.intrabar_event(row, o, h, low, pp)
-                    if reason == pol.NONE:
-                        a.mae_low = min(a.mae_low, low)
-                        pol.end_of_bar(row, h)
-                        break
-                    price = raw * (1.0 - slip)
-                    held = a.qty
-                    qty = held
-                    if frac < 1.0:
-                        qty, code = rk.exit_qty(held, frac, price, rp)
-                        if qty <= 0.0:
-                            risk_counts[code] += 1
-                            pol.on_partial(row)  # skip this step; a later one may be sellable
-                            continue
-                    _sell(s, t, -1, qty, price, reason, fee, a, w, fills)
-                    if a.qty <= 0.0:
-                        stop = reason == pol.STOPLOSS or reason == pol.TRAILING_STOP
-                        _close_trade(s, t, reason, raw if stop else low, a, w, trades)
-                        pol.on_exit(row)
-                        break
-                    pol.on_partial(row)
-                    a.n_partial += 1
+                reason, raw = pol.stop_event(row, op[t, s], lo[t, s], pp)
+                if reason != pol.NONE:
+                    _sell(s, t, -1, a.qty, raw * (1.0 - slip), reason, fee, a, w, fills)
+                    _close_trade(s, t, reason, raw, a, w, trades)
+                    pol.on_exit(row)
+                else:
+                    ac.hold_bar(a, lo[t, s], h)
+                    pol.end_of_bar(row, h)
             a.last_close = c
             if dip:
                 pol.dip_update(row, ring[s], h, c, pp)
-            intent = pol.on_close(row, pred[t, s], pp)
+            intent, steps = pol.close_intent(row, pred[t, s], h, pp)
             if intent != pol.NONE:
+                if a.pending == 0:
+                    n_pending += 1
                 a.pending = intent
-                a.sig_idx = t
-                n_pending += 1
+                a.pend_steps = steps
+                a.sig_t = t
             if a.qty > 0.0:
                 exposure += a.qty * c
         equity = w.cash + exposure
@@ -431,8 +383,9 @@ def run(
             w.expo_bars += 1
             w.expo_sum += exposure / equity
         w.equity = equity
-        rk.note_equity(rs, equity)
+        events |= rk.note_equity(rs, equity, t, rp)
         equity_out[t] = equity
+        halts_out[t] = events
         if trace:
             cash_out[t] = w.cash
             exposure_out[t] = exposure
@@ -450,10 +403,6 @@ def finish(
         a = acct[s]
         q = a.qty
         if q > 0.0:
-            value = q * a.last_close
-            a.proceeds += value
-            a.exit_qty += q
-            a.exit_value += value
-            w.cash += value
+            ac.book_sell(a, w, q, q * a.last_close, 0.0, 0.0)
             _close_trade(s, t, pol.END, a.last_close, a, w, trades)
             pol.on_exit(ps[s])

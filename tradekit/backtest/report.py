@@ -29,8 +29,14 @@ if TYPE_CHECKING:
 CONVENTIONS = {
     "signal": "prediction at a candle's close",
     "fill": "next candle open of the symbol, slippage against the trader, fee per fill",
-    "stops": "checked on each candle's high/low from the entry candle on; stop before target "
-    "when both are in range; a gap through the stop fills at the open",
+    "stops": "stop-loss and trailing stop checked on each candle's low from the entry candle on, "
+    "filled at the stop (at the open when the candle gaps through it), as a resting exchange "
+    "stop fills",
+    "targets": "take-profit and partial take-profit: a candle whose high reaches the level "
+    "sells at the next open, as live trading does (a market order after the close)",
+    "halts": "daily loss: latched at a close, lifted at the next UTC day; drawdown: held while "
+    "equity is under the limit, lifted when it recovers or after drawdown_halt_candles "
+    "closes (the peak re-bases to the equity then)",
     "open_at_end": "closed as trades with exit_reason 'end' at the last close, no fee",
     "annualisation": "365 days a year, by the timeframe",
 }
@@ -127,6 +133,7 @@ def run_backtest(
         "per_symbol": per_symbol,
         "exit_reasons": exit_reasons,
         "risk_events": risk_events,
+        "halts": halt_periods(sim.halts, market.ts),
         "inputs": {
             "ohlcv": {
                 "path": str(ohlcv_path),
@@ -142,6 +149,32 @@ def run_backtest(
         "conventions": CONVENTIONS,
     }
     return BacktestResult(report, market, sim, bh)
+
+
+def halt_periods(events: NDArray[np.uint8], ts: NDArray[np.int64]) -> list[dict[str, Any]]:
+    """The halts as periods: kind, the close that began it, the candle where it lifted (None:
+    still in force at the end) and how (new_day, recovered, after_candles)."""
+    from tradekit import risk as rk
+
+    out: list[dict[str, Any]] = []
+    open_: dict[str, dict[str, Any]] = {}
+    ends = {
+        rk.DAILY_OFF: ("daily_loss", "new_day"),
+        rk.DD_OFF: ("drawdown", "recovered"),
+        rk.DD_LIFT: ("drawdown", "after_candles"),
+    }
+    for t in np.flatnonzero(events):
+        ev = int(events[t])
+        for bit, (kind, how) in ends.items():
+            if ev & bit and kind in open_:
+                p = open_.pop(kind)
+                p["lifted"], p["lifted_by"] = iso(ts[t]), how
+        for bit, kind in ((rk.DAILY_ON, "daily_loss"), (rk.DD_ON, "drawdown")):
+            if ev & bit:
+                p = {"kind": kind, "started": iso(ts[t]), "lifted": None, "lifted_by": None}
+                open_[kind] = p
+                out.append(p)
+    return out
 
 
 def write_trades(result: BacktestResult, path: str | Path) -> None:
@@ -173,6 +206,7 @@ def write_trades(result: BacktestResult, path: str | Path) -> None:
         "pnl_pct": pa.array(tr[:, kn.T_PNL_PCT]),
         "exit_reason": pa.array(names[tr[:, kn.T_EXIT_REASON].astype(np.int64)].tolist()),
         "mae": pa.array(tr[:, kn.T_MAE]),
+        "mfe": pa.array(tr[:, kn.T_MFE]),
         "partial_exits": pa.array(tr[:, kn.T_NPART].astype(np.int64)),
         "entry_reason": pa.array(names[tr[:, kn.T_ENTRY_REASON].astype(np.int64)].tolist()),
     }
