@@ -5,15 +5,19 @@ The stable API for ``featurize`` and the live loop:
 - :func:`load_spec` -- the :class:`FeatureSpec` of ``[features]`` or a feature-set file;
 - :func:`build_features` -- a features/1 frame and its metadata from an ohlcv/1 frame;
 - :func:`feature_columns` -- the feature column names a spec produces, in order;
-- :func:`tail_candles` -- how many recent candles per symbol reproduce the last row exactly.
+- :func:`tail_candles` -- how many recent candles per symbol reproduce the last row exactly;
+- :class:`tradekit.features.incremental.IncrementalFeatures` -- the live loop's features,
+  updated candle by candle (no pandas).
 
-Importing this package loads numpy, pandas and numba (through ``build``); ``tradekit.features.sets``
-alone is stdlib only.
+``build_features`` and ``featurize_file`` load numpy, pandas and numba (through ``build``) on
+first use, not on import: the live loop imports this package without pandas.
+``tradekit.features.sets`` alone is stdlib only.
 """
 
 from __future__ import annotations
 
-from tradekit.features.build import FeaturizeResult, build_features, featurize_file
+from typing import TYPE_CHECKING, Any
+
 from tradekit.features.sets import (
     FeatureSpec,
     feature_columns,
@@ -22,6 +26,11 @@ from tradekit.features.sets import (
     tail_candles,
     warmup_candles,
 )
+
+if TYPE_CHECKING:
+    from tradekit.features.build import FeaturizeResult, build_features, featurize_file
+
+_LAZY = ("FeaturizeResult", "build_features", "featurize_file")
 
 __all__ = [
     "FeatureSpec",
@@ -34,3 +43,11 @@ __all__ = [
     "tail_candles",
     "warmup_candles",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from tradekit.features import build
+
+        return getattr(build, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,153 @@
+"""The batch core of the feature stage, without pandas: one series' indicator families into
+columns (:func:`compute_block`) and complete higher-timeframe candles (:func:`resample`).
+
+``build_features`` (the ``featurize`` path) and the live loop's incremental features both stand
+on it; the incremental ones warm their state from these columns.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tradekit.features import indicators as ind
+from tradekit.features.sets import WARMUP_TOL, FeatureSpec, family_columns, family_need
+
+Array = npt.NDArray[np.float64]
+Ints = npt.NDArray[np.int64]
+WEEK_MS = 604_800_000
+MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: weekly buckets start there
+# Families whose value at a row depends on that row alone (not on earlier candles).
+_ROWWISE_FAMILIES = frozenset({"time"})
+_CANDLE_FIELDS = ("ts", "open", "high", "low", "close", "volume")
+
+
+def bucket_offset(tf_ms: int) -> int:
+    """Where a higher timeframe's buckets start: weeks on Mondays, the others at the epoch."""
+    return MONDAY_OFFSET_MS if tf_ms % WEEK_MS == 0 else 0
+
+
+@dataclass(frozen=True)
+class Candles:
+    """One symbol's candles as contiguous arrays (timestamps are open times in ms)."""
+
+    ts: Ints
+    open: Array
+    high: Array
+    low: Array
+    close: Array
+    volume: Array
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+def _family(name: str, k: Candles, spec: FeatureSpec) -> list[Array]:
+    c, ps = k.close, spec.periods
+    if name == "returns":
+        return [ind.returns(c, h) for h in spec.return_horizons]
+    if name == "ma":
+        emas = ind.ema_many(c, ps)
+        return [
+            a for p, e in zip(ps, emas, strict=True) for a in (c / ind.sma(c, p) - 1.0, c / e - 1.0)
+        ]
+    if name == "rsi":
+        return [ind.rsi(c, p) for p in ps]
+    if name == "macd":
+        return [a / c for a in ind.macd(c, *spec.macd)]
+    if name == "atr":
+        tr = ind.true_range(k.high, k.low, c)
+        return [a / c for a in ind.wilder_many(tr, ps)]
+    if name == "bbands":
+        out = []
+        for p in ps:
+            mid, sd = ind.mean_std(c, p)
+            dev = spec.bb_std * sd
+            out += [ind._div(c - mid, dev), 2.0 * dev / mid]
+        return out
+    if name == "adx":
+        out = []
+        for p in ps:
+            a, pdi, mdi = ind.adx(k.high, k.low, c, p)
+            out += [a, pdi - mdi]
+        return out
+    if name == "obv":
+        return [ind.obv_change(c, k.volume, p) for p in ps]
+    if name == "volatility":
+        lr = ind.log_returns(c)
+        return [ind.rolling_std(lr, p) for p in ps]
+    if name == "range":
+        return [k.high / k.low - 1.0] + [
+            ind.rolling_max(k.high, p) / ind.rolling_min(k.low, p) - 1.0 for p in ps
+        ]
+    if name == "volume":
+        lv = np.log1p(k.volume)
+        return [ind.zscore(lv, p) for p in ps]
+    if name == "time":
+        return [*ind.time_of_day(k.ts), *ind.day_of_week(k.ts)]
+    raise ValueError(f"unknown feature family {name!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _layout(families: tuple[str, ...], spec: FeatureSpec) -> tuple[tuple[str, int, int], ...]:
+    """(family, column count, warm-up rows) of each family: asked once per spec, not per
+    series (the live loop's per-candle call would spend milliseconds re-deriving them)."""
+    return tuple(
+        (f, len(family_columns(f, spec)), family_need(f, spec, WARMUP_TOL)) for f in families
+    )
+
+
+def compute_block(
+    k: Candles, families: tuple[str, ...], spec: FeatureSpec, out: Array | None = None
+) -> list[Array]:
+    """The families' columns for one series, NaN in each family's warm-up rows; with ``out``
+    (rows x columns) they are written there, each as soon as it is made (still in cache). An
+    ``out`` of fewer rows than ``k`` receives the last rows of each column (computed over all
+    of ``k``), and the returned columns are its columns."""
+    cols: list[Array] = []
+    skip = 0 if out is None else len(k) - len(out)  # leading rows not written to ``out``
+    if skip < 0:
+        raise AssertionError(f"{len(k)} rows of candles for {len(k) - skip} output rows")
+    tail = k if skip == 0 else Candles(*(getattr(k, c)[skip:] for c in _CANDLE_FIELDS))
+    for f, expected, need in _layout(families, spec):
+        # A family of row-wise values is computed on the written rows alone.
+        rowwise = f in _ROWWISE_FAMILIES
+        arrays = _family(f, tail if rowwise else k, spec)
+        if len(arrays) != expected:  # names and values must stay in step
+            raise AssertionError(f"family {f}: {len(arrays)} arrays for {expected} columns")
+        for i, a in enumerate(arrays):
+            if out is not None:
+                j = len(cols) + i
+                out[:, j] = a if rowwise else a[skip:]
+                a = arrays[i] = out[:, j]
+                a[: max(need - skip, 0)] = np.nan
+                continue
+            if not a.flags.writeable:  # a view of a read-only result
+                arrays[i] = a = a.copy()
+            a[:need] = np.nan
+        cols += arrays
+    return cols
+
+
+def resample(k: Candles, tf_ms: int, ratio: int) -> tuple[Candles, Ints]:
+    """Complete higher-timeframe candles and their close times. A bucket missing any base candle
+    (the forming one at the end, a partial one at the start, or one with a gap) is left out."""
+    offset = bucket_offset(tf_ms)
+    bucket = (k.ts - offset) // tf_ms * tf_ms + offset
+    n = len(k)
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]]) if n else np.zeros(0, int)
+    ends = np.r_[starts[1:], n]
+    full = (ends - starts) == ratio
+    s, e = starts[full], ends[full]
+    if len(s):
+        high = np.maximum.reduceat(k.high, starts)[full]
+        low = np.minimum.reduceat(k.low, starts)[full]
+        vol = np.add.reduceat(k.volume, starts)[full]
+    else:
+        high = low = vol = np.zeros(0)
+    ts = bucket[s]
+    out = Candles(ts, k.open[s], high, low, k.close[e - 1], vol)
+    return out, ts + tf_ms
