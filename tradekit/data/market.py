@@ -157,15 +157,7 @@ def load_market(ohlcv_path: str | Path, predictions_path: str | Path) -> Market:
     first = int(have.argmax())
     last = min(n - 1, int(n - 1 - have[::-1].argmax()) + 1)
     sl = slice(first, last + 1)
-    for c in ("open", "high", "low", "close"):
-        x = arrays[c][sl]
-        bad = (valid[sl] == 1) & ~(np.isfinite(x) & (x > 0))
-        if bad.any():
-            t, j = np.argwhere(bad)[0]
-            raise InputError(
-                f"{ohlcv_path}: {symbols[j]} at {fmt_ms(int(grid[first + t]))}: "
-                f"{c} is not a positive price (run 'tradekit data check')"
-            )
+    _check_candles(ohlcv_path, symbols, grid[sl], valid[sl], {c: a[sl] for c, a in arrays.items()})
     tf = ohlcv.meta.get("timeframe") or _infer_tf(grid)
     return Market(
         symbols=symbols,
@@ -180,6 +172,36 @@ def load_market(ohlcv_path: str | Path, predictions_path: str | Path) -> Market:
         ohlcv_rows=ohlcv.rows,
         prediction_rows=preds.rows,
     )
+
+
+def _check_candles(
+    path: str | Path,
+    symbols: list[str],
+    ts: NDArray[np.int64],
+    valid: NDArray[np.uint8],
+    prices: dict[str, NDArray[np.float64]],
+) -> None:
+    """Refuse a traded candle that no exchange could print (what ``tradekit data check``
+    calls nan, non_positive and high_below_low): the simulator would fill orders at it."""
+    traded = valid == 1
+    for c in ("open", "high", "low", "close"):
+        x = prices[c]
+        bad = traded & ~(np.isfinite(x) & (x > 0))
+        if bad.any():
+            t, j = np.argwhere(bad)[0]
+            what = "NaN" if np.isnan(x[t, j]) else f"{x[t, j]:g}"
+            raise InputError(
+                f"{path}: {symbols[j]} at {fmt_ms(int(ts[t]))}: {c} is {what}, not a positive "
+                "price (run 'tradekit data check')"
+            )
+    hi, lo = prices["high"], prices["low"]
+    bad = traded & (hi < lo)
+    if bad.any():
+        t, j = np.argwhere(bad)[0]
+        raise InputError(
+            f"{path}: {symbols[j]} at {fmt_ms(int(ts[t]))}: high {hi[t, j]:g} is below low "
+            f"{lo[t, j]:g} (high_below_low; run 'tradekit data check')"
+        )
 
 
 def _infer_tf(grid: NDArray[np.int64]) -> str:
