@@ -170,3 +170,121 @@ def test_bad_flag_value_is_a_usage_error(run_cli, tmp_path):
     r = run_cli("gate", write(tmp_path / "r.json", REPORT), "--max-drawdown", "20")
     assert r.code == 2
     assert "--max-drawdown: must be a fraction" in r.err
+
+
+# -- the receipt: `gate REPORT --model DIR` ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real LightGBM model dir (its manifest names its out-of-sample predictions)."""
+    from tests.test_models import features_frame, write_config, write_features
+    from tradekit.cli.main import main
+
+    d = tmp_path_factory.mktemp("gate-model")
+    write_features(d / "f.parquet", features_frame(rows=200))
+    cfg = write_config(d / "m.toml", n_estimators=5, train_window=100, test_window=50, step=50)
+    assert main(["-c", str(cfg), "train", str(d / "f.parquet"), "-o", str(d / "model")]) == 0
+    return d / "model"
+
+
+@pytest.fixture
+def model(trained: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(trained, tmp_path / "model"))
+
+
+def report_of(model: Path, **metrics: Any) -> dict[str, Any]:
+    """A backtest/1 report made from ``model``'s out-of-sample predictions."""
+    doc = with_metrics(**metrics)
+    oos = json.loads((model / "manifest.json").read_text())["oos_predictions"]
+    doc["inputs"] = {"predictions": {"path": str(model / oos["file"]), "sha256": oos["sha256"]}}
+    return doc
+
+
+def test_model_receipt_names_the_exact_model(run_cli, model, tmp_path):
+    from tradekit.contracts import file_hash
+    from tradekit.gate import RECEIPT, model_identity, receipt_problem
+    from tradekit.models.manifest import files_version
+
+    report = write(tmp_path / "report.json", report_of(model))
+    r = run_cli("gate", report, "--model", str(model), "--json")
+    assert r.code == 0, r.err
+    verdict = json.loads(r.out)
+    assert json.loads((model / RECEIPT).read_text()) == verdict
+    manifest = json.loads((model / "manifest.json").read_text())
+    assert verdict["model"] == {
+        "path": str(model),
+        "version": files_version(manifest["files"]),
+        "manifest_sha256": file_hash(model / "manifest.json"),
+        "oos_predictions_sha256": manifest["oos_predictions"]["sha256"],
+    }
+    assert verdict["report"] == {"path": report, "hash": file_hash(report)}
+    assert f"stored in {model / RECEIPT}" in r.err
+    identity = model_identity(model)
+    assert receipt_problem(model, identity) is None
+    # Any change to the model (here: its manifest) makes the receipt another model's.
+    other = {**identity, "manifest_sha256": "sha256:" + "0" * 64}
+    assert "judged another model" in (receipt_problem(model, other) or "")
+
+
+def test_a_failed_verdict_is_a_receipt_too(run_cli, model, tmp_path):
+    from tradekit.gate import RECEIPT, model_identity, receipt_problem
+
+    report = write(tmp_path / "report.json", report_of(model, sortino=0.4))
+    r = run_cli("gate", report, "--model", str(model))
+    assert r.code == 1 and "gate failed: min_sortino" in r.err
+    assert json.loads((model / RECEIPT).read_text())["passed"] is False
+    problem = receipt_problem(model, model_identity(model))
+    assert problem == "the model failed the gate (min_sortino)"
+
+
+def test_a_hand_edited_pass_is_no_pass(run_cli, model, tmp_path):
+    from tradekit.gate import RECEIPT, model_identity, receipt_problem
+
+    write(tmp_path / "report.json", report_of(model, trades=3))
+    assert run_cli("gate", str(tmp_path / "report.json"), "--model", str(model)).code == 1
+    doc = json.loads((model / RECEIPT).read_text())
+    doc["passed"] = True
+    (model / RECEIPT).write_text(json.dumps(doc))
+    problem = receipt_problem(model, model_identity(model))
+    assert problem == "verdict.json says passed, but its rules do not all pass"
+
+
+def test_a_report_of_other_predictions_is_refused(run_cli, model, tmp_path):
+    """A verdict on another model's backtest would vouch for a model nobody tested."""
+    doc = report_of(model)
+    doc["inputs"]["predictions"]["sha256"] = "sha256:" + "a" * 64
+    report = write(tmp_path / "report.json", doc)
+    r = run_cli("gate", report, "--model", str(model), "-o", str(tmp_path / "v.json"))
+    assert r.code == 3, r.err
+    assert r.err.count("\n") == 1 and report in r.err and "out-of-sample predictions" in r.err
+    assert not (model / "verdict.json").exists() and not (tmp_path / "v.json").exists()
+    # The plain report of test_gate (no predictions hash at all) is refused the same way.
+    r = run_cli("gate", write(tmp_path / "plain.json", REPORT), "--model", str(model))
+    assert r.code == 3 and "(not named)" in r.err
+
+
+def test_a_bad_model_dir_is_refused(run_cli, model, tmp_path):
+    report = write(tmp_path / "report.json", report_of(model))
+    r = run_cli("gate", report, "--model", str(tmp_path / "nope"))
+    assert r.code == 3 and "nope" in r.err and "no such model directory" in r.err
+    with open(model / "model.txt", "a") as fh:
+        fh.write("tampered\n")
+    r = run_cli("gate", report, "--model", str(model))
+    assert r.code == 3 and "sha256 differs" in r.err
+    assert not (model / "verdict.json").exists()
+
+
+def test_sections_extend_the_verdict_but_never_replace_its_core():
+    """The sweep rules and block come in through build_verdict (one assembler)."""
+    from tradekit.gate import build_verdict, check_rules
+
+    rules = check_rules(REPORT["metrics"], GateConfig())
+    extra = {"rule": "min_dsr", "metric": "dsr", "label": "deflated Sharpe", "op": ">=",
+             "threshold": 0.95, "value": 0.5, "passed": False}  # fmt: skip
+    v = build_verdict(REPORT, [*rules, extra], sections={"sweep": {"trials": 40}})
+    assert v["failed"] == ["min_dsr"] and v["passed"] is False and v["sweep"] == {"trials": 40}
+    with pytest.raises(ValueError, match="core field"):
+        build_verdict(REPORT, rules, sections={"passed": True})

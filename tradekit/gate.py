@@ -1,7 +1,9 @@
 """The quality gate: a backtest/1 report against thresholds -> a gate/1 verdict.
 
-Pure and light (stdlib only): the verdict is a function of the report's metrics and the rules,
-so the weekly job can run ``tradekit gate report.json && tradekit deploy ...`` cheaply.
+Light (stdlib only): the verdict is a function of the report's metrics and the rules. With
+``gate REPORT --model DIR`` it is also the model dir's receipt (``DIR/verdict.json``), naming the
+exact model it judged (its version, manifest hash and out-of-sample predictions hash, which the
+report must have been made from); ``deploy`` refuses a model without a passing receipt of its own.
 
 A rule whose metric is missing from the report is a bad report (exit 3), not a failed model.
 A metric that is present but null (undefined, e.g. a Sortino ratio with no losing candle or a
@@ -12,14 +14,16 @@ profit factor with at least one trade means "no losses" and passes.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tradekit.config import GateConfig
 from tradekit.errors import InputError
 
 GATE_SCHEMA = "gate/1"
+RECEIPT = "verdict.json"  # the verdict a model dir carries (``gate --model``)
 
 
 @dataclass(frozen=True)
@@ -63,13 +67,11 @@ def _number(metrics: Mapping[str, Any], key: str, label: str) -> float | None:
     return v if math.isfinite(v) else None  # ints stay ints in the verdict
 
 
-def evaluate(
-    report: Mapping[str, Any], cfg: GateConfig, *, label: str = "report"
-) -> dict[str, Any]:
-    """The gate/1 verdict of ``report`` (a parsed backtest/1 document) under ``cfg``."""
-    metrics = report.get("metrics")
-    if not isinstance(metrics, dict):
-        raise InputError(f'{label}: no "metrics" object in the report')
+def check_rules(
+    metrics: Mapping[str, Any], cfg: GateConfig, *, label: str = "report"
+) -> list[dict[str, Any]]:
+    """One result per rule of ``cfg``: threshold, value, pass/fail (and a note when a null
+    metric was read one way or the other)."""
     results: list[dict[str, Any]] = []
     for rule in rules_from(cfg):
         value = _number(metrics, rule.metric, label)
@@ -102,26 +104,156 @@ def evaluate(
                 **({"note": note} if note else {}),
             }
         )
-    failed = [r["rule"] for r in results if not r["passed"]]
-    return {
+    return results
+
+
+def build_verdict(
+    report: Mapping[str, Any],
+    rules: Sequence[Mapping[str, Any]],
+    *,
+    report_ref: Mapping[str, Any] | None = None,
+    model: Mapping[str, Any] | None = None,
+    sections: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The one place a gate/1 document is assembled. ``rules`` are rule results (from
+    :func:`check_rules`, plus any a caller adds, e.g. a sweep's deflated Sharpe); the verdict
+    passes only when every one does. ``report_ref`` names the report file and its hash,
+    ``model`` the model it judged (:func:`model_identity`), ``sections`` adds named blocks
+    (e.g. ``{"sweep": {...}}``)."""
+    results = [dict(r) for r in rules]
+    failed = [str(r["rule"]) for r in results if not r["passed"]]
+    doc: dict[str, Any] = {
         "schema": GATE_SCHEMA,
         "passed": not failed,
         "failed": failed,
         "rules": results,
         "span": report.get("span"),
         "inputs": report.get("inputs"),
+        "report": dict(report_ref) if report_ref is not None else None,
+        "model": dict(model) if model is not None else None,
+    }
+    for name, block in (sections or {}).items():
+        if name in doc:
+            raise ValueError(f"verdict section {name!r} would replace a core field")
+        doc[name] = block
+    return doc
+
+
+def evaluate(
+    report: Mapping[str, Any], cfg: GateConfig, *, label: str = "report"
+) -> dict[str, Any]:
+    """The gate/1 verdict of ``report`` (a parsed backtest/1 document) under ``cfg``."""
+    metrics = report.get("metrics")
+    if not isinstance(metrics, dict):
+        raise InputError(f'{label}: no "metrics" object in the report')
+    return build_verdict(report, check_rules(metrics, cfg, label=label))
+
+
+# -- the receipt: the verdict a model dir carries, naming the exact model it judged ---------
+
+
+def model_identity(model_dir: Path, manifest: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a verdict names of the model it judged: the version the live loop reports (the
+    hash of the model files), the manifest's own sha256 (which lists every file's hash) and
+    the hash of its out-of-sample predictions. ``manifest``: already read and checked."""
+    from tradekit.contracts import file_hash
+    from tradekit.models import manifest as mf
+
+    doc = manifest if manifest is not None else mf.read(model_dir)
+    oos = doc.get("oos_predictions")
+    return {
+        "path": str(model_dir),
+        "version": mf.files_version(doc["files"]),
+        "manifest_sha256": file_hash(model_dir / mf.MANIFEST),
+        "oos_predictions_sha256": oos.get("sha256") if isinstance(oos, dict) else None,
     }
 
 
-def gate_file(path: str, cfg: GateConfig) -> dict[str, Any]:
-    """Read a backtest/1 report (``-`` = stdin) and judge it; the verdict names the report."""
+def _tie(report: Mapping[str, Any], model: Mapping[str, Any], label: str) -> None:
+    """The report must come from this model's out-of-sample predictions: a verdict on
+    another model's backtest would vouch for a model nobody tested."""
+    where = model["path"]
+    want = model["oos_predictions_sha256"]
+    if not want:
+        raise InputError(
+            f"{where}: the manifest names no out-of-sample predictions, so no backtest can be "
+            "tied to this model"
+        )
+    inputs = report.get("inputs")
+    preds = inputs.get("predictions") if isinstance(inputs, dict) else None
+    got = preds.get("sha256") if isinstance(preds, dict) else None
+    if got != want:
+        raise InputError(
+            f"{label}: made from predictions {got or '(not named)'}, not {where}'s out-of-sample "
+            f"predictions ({want}): backtest {where}/oos_predictions.parquet, then gate that"
+        )
+
+
+def gate_file(path: str, cfg: GateConfig, *, model_dir: Path | None = None) -> dict[str, Any]:
+    """Read a backtest/1 report (``-`` = stdin) and judge it; the verdict names the report
+    and, with ``model_dir``, the model (whose backtest the report must be)."""
     from tradekit.contracts import BACKTEST_SCHEMA, file_hash, read_json
 
+    model = model_identity(model_dir) if model_dir is not None else None
     report = read_json(path, BACKTEST_SCHEMA)
     label = "stdin" if path == "-" else path
-    verdict = evaluate(report, cfg, label=label)
-    verdict["report"] = {
+    if model is not None:
+        _tie(report, model, label)
+    metrics = report.get("metrics")
+    if not isinstance(metrics, dict):
+        raise InputError(f'{label}: no "metrics" object in the report')
+    ref = {
         "path": None if path == "-" else path,
         "hash": None if path == "-" else file_hash(path),
     }
-    return verdict
+    return build_verdict(
+        report, check_rules(metrics, cfg, label=label), report_ref=ref, model=model
+    )
+
+
+def write_receipt(verdict: Mapping[str, Any], model_dir: Path) -> Path:
+    """Store the verdict in the model dir it judged (atomically), for ``deploy`` to check."""
+    from tradekit.contracts import write_json
+
+    out = model_dir / RECEIPT
+    write_json(verdict, out)
+    return out
+
+
+def receipt_problem(model_dir: Path, identity: Mapping[str, Any]) -> str | None:
+    """Why ``model_dir`` may not be deployed (no verdict, a verdict of another model, a failed
+    or inconsistent one), or None when it carries a passing verdict for exactly this model."""
+    from tradekit.contracts import read_json
+
+    path = model_dir / RECEIPT
+    if not path.is_file():
+        return f"no gate verdict ({RECEIPT})"
+    try:
+        doc = read_json(path, GATE_SCHEMA)
+    except InputError as e:
+        return f"unreadable gate verdict: {e}"
+    judged = doc.get("model")
+    if not isinstance(judged, dict):
+        return f"{RECEIPT} names no model (made by gate without --model)"
+    if (judged.get("version"), judged.get("manifest_sha256")) != (
+        identity["version"],
+        identity["manifest_sha256"],
+    ):
+        return (
+            f"{RECEIPT} judged another model (version {judged.get('version')}), not this one "
+            f"(version {identity['version']})"
+        )
+    rules = doc.get("rules")
+    failed = doc.get("failed")
+    consistent = (
+        isinstance(rules, list)
+        and bool(rules)
+        and all(isinstance(r, dict) and r.get("passed") is True for r in rules)
+        and failed == []
+    )
+    if doc.get("passed") is not True:
+        names = ", ".join(map(str, failed)) if isinstance(failed, list) and failed else "?"
+        return f"the model failed the gate ({names})"
+    if not consistent:
+        return f"{RECEIPT} says passed, but its rules do not all pass"
+    return None

@@ -1,7 +1,9 @@
-"""``tradekit gate``: pass or fail a backtest report; exit 0 pass, 1 fail, 3 unreadable."""
+"""``tradekit gate``: pass or fail a backtest report; exit 0 pass, 1 fail, 3 unreadable.
+With ``--model DIR`` the verdict becomes the model dir's receipt, which ``deploy`` checks."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -58,18 +60,30 @@ def gate(
             show_default=False,
         ),
     ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model",
+            metavar="MODEL_DIR",
+            help="The model dir whose backtest REPORT is: the verdict names the model and is "
+            "written to MODEL_DIR/verdict.json, the receipt 'deploy' requires.",
+        ),
+    ] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Judge a backtest report against quality thresholds.
 
     Exit 0 when every rule passes, 1 when any fails, 3 when the report is unreadable or lacks
-    a metric a rule needs. Flags override [gate] in the config.
+    a metric a rule needs. Flags override [gate] in the config. With --model, the report must
+    come from MODEL_DIR/oos_predictions.parquet (exit 3 otherwise), and the verdict, passed or
+    failed, is stored as MODEL_DIR/verdict.json: deploy ships only a model whose own receipt
+    passed.
     """
     from tradekit.cli import output as out
     from tradekit.config import with_overrides
     from tradekit.contracts import write_json
-    from tradekit.gate import gate_file
+    from tradekit.gate import gate_file, write_receipt
 
     cfg = with_overrides(
         state(ctx).config.gate,
@@ -85,7 +99,7 @@ def gate(
             "must_beat_buy_and_hold": ("--beat-buy-and-hold", beat_buy_and_hold),
         },
     )
-    verdict = gate_file(report, cfg)
+    verdict = gate_file(report, cfg, model_dir=model)
     rows = []
     for r in verdict["rules"]:
         rows.append(
@@ -106,6 +120,9 @@ def gate(
     )
     if output:
         write_json(verdict, output)
+    if model is not None:
+        receipt = write_receipt(verdict, model)
+        out.say(f"verdict of model {verdict['model']['version']} stored in {receipt}")
     if as_json:
         out.emit_json(verdict)
     if not verdict["passed"]:
