@@ -129,10 +129,33 @@ TRADES = register(
     )
 )
 
+# trials/1: one row per trial of a sweep (``tradekit sweep``): ``trial`` number, objective
+# ``value`` (null: undefined), ``feasible``, ``seed``, ``duration_s``; then a column per searched
+# key named as in SPACE.toml (``policy.stoploss``, in the key's own type), the trial's metrics
+# (as in backtest/1), ``candles``/``sharpe_per_candle``/``skewness``/``kurtosis`` (what DSR
+# reads), ``violation.<constraint>`` (<= 0: met), ``<input>_sha256``, ``predictions`` (model
+# trials: their out-of-sample file) and ``daily_returns`` (a list per trial: the PBO matrix).
+TRIALS = register(
+    Schema(
+        name="trials/1",
+        columns={
+            "trial": "int",
+            "value": "float",
+            "feasible": "bool",
+            "seed": "int",
+            "duration_s": "float",
+        },
+        key=("trial",),
+        extra_columns=True,
+        extra_kind="float",
+    )
+)
+
 # JSON contracts: a top-level "schema" field holds one of these.
 MODEL_SCHEMA = "model/1"
 BACKTEST_SCHEMA = "backtest/1"
 GATE_SCHEMA = "gate/1"
+SWEEP_SCHEMA = "sweep/1"
 
 
 def _arrow_type(kind: str) -> pa.DataType:
@@ -143,6 +166,7 @@ def _arrow_type(kind: str) -> pa.DataType:
         "ts": pa.timestamp("ms", tz="UTC"),
         "float": pa.float64(),
         "int": pa.int64(),
+        "bool": pa.bool_(),
     }
     return types[kind]
 
@@ -158,6 +182,8 @@ def _kind_ok(kind: str, t: pa.DataType) -> bool:
         return bool(pt.is_floating(t))
     if kind == "int":
         return bool(pt.is_integer(t))
+    if kind == "bool":
+        return bool(pt.is_boolean(t))
     return False
 
 
@@ -296,7 +322,13 @@ def check_arrow_schema(arrow_schema: pa.Schema, schema: Schema, label: str) -> N
     for c, kind in schema.columns.items():
         t = arrow_schema.field(c).type
         if not _kind_ok(kind, t):
-            want = {"str": "text", "ts": "a UTC timestamp", "float": "floats", "int": "integers"}
+            want = {
+                "str": "text",
+                "ts": "a UTC timestamp",
+                "float": "floats",
+                "int": "integers",
+                "bool": "true/false",
+            }
             raise InputError(f"{label}: column {c} is {t}, expected {want[kind]}")
     for c, kind in schema.optional.items():
         if c in names and not _kind_ok(kind, arrow_schema.field(c).type):

@@ -76,19 +76,7 @@ def run_backtest(
     bh = metrics.buy_and_hold(market.open, market.close, market.valid, start)
     tr = sim.trades
     tf_ms = timeframe_ms(market.timeframe)
-    durations = tr[:, kn.T_EXIT_IDX] - tr[:, kn.T_ENTRY_IDX] + 1
-    block = metrics.compute(
-        sim.equity,
-        tr[:, kn.T_PNL],
-        tr[:, kn.T_PNL_PCT],
-        durations,
-        starting_balance=start,
-        candle_ms=tf_ms,
-        fees_paid=sim.fees_paid,
-        exposure_candles=sim.exposure_candles,
-        mean_exposure=sim.mean_exposure,
-        buy_and_hold=bh,
-    )
+    block = measure(sim, tf_ms, start, bh)
     per_symbol: dict[str, Any] = {}
     for j, s in enumerate(market.symbols):
         mine = tr[tr[:, kn.T_SYM] == j]
@@ -149,6 +137,30 @@ def run_backtest(
         "conventions": CONVENTIONS,
     }
     return BacktestResult(report, market, sim, bh)
+
+
+def measure(
+    sim: Simulation, candle_ms: int, starting_balance: float, buy_and_hold: NDArray[np.float64]
+) -> dict[str, Any]:
+    """The ``metrics`` block of a simulation: what ``backtest`` reports and ``sweep`` ranks
+    (one function, so a sweep's trial and its re-run through ``backtest`` agree exactly)."""
+    from tradekit.backtest import kernel as kn
+    from tradekit.backtest import metrics
+
+    tr = sim.trades
+    durations = tr[:, kn.T_EXIT_IDX] - tr[:, kn.T_ENTRY_IDX] + 1
+    return metrics.compute(
+        sim.equity,
+        tr[:, kn.T_PNL],
+        tr[:, kn.T_PNL_PCT],
+        durations,
+        starting_balance=starting_balance,
+        candle_ms=candle_ms,
+        fees_paid=sim.fees_paid,
+        exposure_candles=sim.exposure_candles,
+        mean_exposure=sim.mean_exposure,
+        buy_and_hold=buy_and_hold,
+    )
 
 
 def halt_periods(events: NDArray[np.uint8], ts: NDArray[np.int64]) -> list[dict[str, Any]]:
