@@ -124,6 +124,7 @@ def _register() -> None:
         notify_cmd,
         predict_cmd,
         run_cmd,
+        sweep_cmd,
         train_cmd,
     )
 
@@ -132,6 +133,7 @@ def _register() -> None:
     app.command("train")(train_cmd.train)
     app.command("predict")(predict_cmd.predict)
     app.command("backtest")(backtest_cmd.backtest)
+    app.command("sweep")(sweep_cmd.sweep)
     app.command("gate")(gate_cmd.gate)
     app.command("run")(run_cmd.run)
     app.command("status")(run_cmd.status)
