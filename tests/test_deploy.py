@@ -3,9 +3,14 @@ through the local transport: a release lands and `current` switches atomically, 
 cut mid-upload leaves the old release current, a failing health check rolls back, unknown or
 changed host keys are refused, rollback, pruning, dry runs, and bad model dirs.
 
-The "service" on the host is a small script run as the restart command: it reads the release
-`current` points at and writes its model version to `<path>/running.txt`; the health command
-checks that the running version is the deployed one (what the real run loop reports)."""
+Deploy enforces the gate: a model needs its own passing receipt (`gate REPORT --model DIR`,
+the real gate), else exit 1; `--force REASON` overrides, is logged and reaches the phone (the
+local Signal server).
+
+In most tests the "service" on the host is a small script run as the restart command: it reads
+the release `current` points at and writes its model version to `<path>/running.txt`; the
+health command checks that the running version is the deployed one. The default health check
+("loop") is tested against the real run loop (`tradekit run` on the local Kraken server)."""
 
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import cli_env
+from tests.conftest import ROOT, cli_env
+from tests.servers.signal import SignalServer
 from tests.servers.sshd import Sshd
 from tests.test_models import features_frame, write_config, write_features
+
+PASSING = {"sortino": 2.1, "max_drawdown": 0.12, "trades": 41}
 
 RESTART = (
     "#!/bin/sh\n"
@@ -46,7 +54,26 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         )
         assert main(["-c", str(cfg), "train", str(d / "f.parquet"), "-o", str(d / name)]) == 0
         out[name] = d / name
+        judge(out[name])
     return out
+
+
+def judge(model_dir: Path, **metrics: float) -> int:
+    """The real gate on a backtest/1 report made from ``model_dir``'s out-of-sample
+    predictions: writes ``model_dir/verdict.json``; returns the gate's exit code."""
+    from tradekit.cli.main import main
+
+    oos = json.loads((model_dir / "manifest.json").read_text())["oos_predictions"]
+    report = model_dir.parent / f"{model_dir.name}.report.json"
+    doc = {
+        "schema": "backtest/1",
+        "metrics": {**PASSING, **metrics},
+        "inputs": {"predictions": {"sha256": oos["sha256"]}},
+    }
+    report.write_text(json.dumps(doc))
+    defaults = model_dir.parent / "gate.toml"  # the built-in thresholds, whatever the cwd
+    defaults.write_text("")
+    return main(["--config", str(defaults), "gate", str(report), "--model", str(model_dir)])
 
 
 def version(model_dir: Path) -> str:
@@ -142,8 +169,10 @@ def test_archive_is_deterministic_and_complete(models, tmp_path):
         names = tar.getnames()
         assert names[:-1] == sorted(names[:-1]) and names[-1] == "SHA256SUMS"
         assert all(m.mtime == tar.getmembers()[0].mtime and m.uid == 0 for m in tar)
-    assert set(names) == {"manifest.json", "model.txt", "report.json", "SHA256SUMS"}
+    # The model dir's gate receipt travels with it (the Pi's ask and summary read it).
+    assert set(names) == {"manifest.json", "model.txt", "verdict.json", "report.json", "SHA256SUMS"}
     assert set(r1.files) == set(names)
+    assert r1.doc["attached"] == ["report.json", "verdict.json"]
 
 
 def test_templates_replace_only_their_names():
@@ -252,13 +281,13 @@ def test_keep_prunes_oldest_but_never_current_or_previous(
 ):
     ids = []
     for i in range(3):
-        extra = tmp_path / "verdict.json"
-        extra.write_text(json.dumps({"schema": "gate/1", "n": i}))
+        extra = tmp_path / "notes.json"
+        extra.write_text(json.dumps({"n": i}))
         args = [str(models["a"]), "--attach", str(extra)]
         ids.append(deploy_ok(run_cli, env, *args, *(["--keep", "1"] if i == 2 else []))["release"])
     assert releases(app) == sorted(ids[1:])
     assert current(app) == ids[2]
-    assert (app / "releases" / ids[2] / "verdict.json").read_text() == extra.read_text()
+    assert (app / "releases" / ids[2] / "notes.json").read_text() == extra.read_text()
 
 
 def test_dry_run_changes_nothing(run_cli, models, sshd, env, app):
@@ -366,3 +395,188 @@ def test_restart_through_sudo_with_a_password_needs_no_terminal(run_cli, models,
     assert marker.read_text().strip() == "root"
     assert current(app) == doc["release"]
     assert "pw-do-not-print" not in r.out + r.err
+
+
+# -- the gate guards deploy ------------------------------------------------------------------
+
+
+def variant(src: Path, dst: Path, verdict_of: Path | None = None) -> Path:
+    """A copy of the model dir ``src``; its receipt removed, or replaced by ``verdict_of``'s."""
+    shutil.copytree(src, dst)
+    (dst / "verdict.json").unlink()
+    if verdict_of is not None:
+        shutil.copy(verdict_of / "verdict.json", dst / "verdict.json")
+    return dst
+
+
+def test_deploy_refuses_a_model_without_its_own_passing_verdict(run_cli, models, app, tmp_path):
+    env = host_env(app)
+    bare = variant(models["a"], tmp_path / "bare")
+    r = run_cli("deploy", str(bare), "--host", "local", env=env)
+    assert r.code == 1, r.err
+    line = last_error(r.err)
+    assert f"{bare}: no gate verdict (verdict.json): not deployed" in line
+    assert f"tradekit gate REPORT --model {bare}" in line and "--force REASON" in line
+
+    failed = variant(models["a"], tmp_path / "failed")
+    assert judge(failed, sortino=0.4, trades=3) == 1
+    r = run_cli("deploy", str(failed), "--host", "local", env=env)
+    assert r.code == 1 and "failed the gate (min_sortino, min_trades)" in last_error(r.err)
+
+    # A passing verdict of another model (copied beside b) is stale: refused.
+    stale = variant(models["b"], tmp_path / "stale", verdict_of=models["a"])
+    r = run_cli("deploy", str(stale), "--host", "local", "--dry-run", env=env)
+    assert r.code == 1, r.err
+    assert (
+        f"judged another model (version {version(models['a'])}), not this one "
+        f"(version {version(models['b'])})" in last_error(r.err)
+    )
+    assert not app.exists()  # nothing reached the host
+
+
+def test_force_deploys_records_and_tells_the_phone(run_cli, models, app, tmp_path):
+    phone = "+4366012345678"
+    stale = variant(models["b"], tmp_path / "stale", verdict_of=models["a"])
+    reason = "revert to yesterday's model after an exchange outage"
+    with SignalServer(phone) as signal:
+        env = {
+            **host_env(app),
+            "TRADEKIT_NOTIFY__URL": signal.url,
+            "TRADEKIT_NOTIFY__SENDER": phone,
+            "TRADEKIT_NOTIFY__RECIPIENTS": phone,
+        }
+        r = run_cli("deploy", str(stale), "--host", "local", "--force", reason, "--json", env=env)
+        assert r.code == 0, r.err
+        (message,) = signal.state.messages()
+    doc = json.loads(r.out)
+    assert doc["forced"] == reason and doc["gate"].startswith("verdict.json judged another")
+    assert "deploying" in r.err and "without a passing gate verdict" in r.err
+    assert "FORCED deploy of model " + version(models["b"]) in message
+    assert reason in message and doc["release"] in message and doc["gate"] in message
+    last = log_lines(app)[-1]
+    assert (last["forced"], last["gate"], last["ok"]) == (reason, doc["gate"], True)
+    # The stale receipt travels as it is: whoever looks at the Pi sees what was overridden.
+    assert (app / "current" / "verdict.json").read_bytes() == (stale / "verdict.json").read_bytes()
+
+    # Without [notify] the override still goes through, with one warning line.
+    bare = variant(models["a"], tmp_path / "bare")
+    quiet = {**host_env(app), "TRADEKIT_NOTIFY__SENDER": "", "TRADEKIT_NOTIFY__RECIPIENTS": ""}
+    r = run_cli("deploy", str(bare), "--host", "local", "--force", "test rig", env=quiet)
+    assert r.code == 0, r.err
+    (warning,) = [ln for ln in r.err.splitlines() if "not announced" in ln]
+    assert warning.startswith("tradekit: warning: [notify] is not configured")
+    assert log_lines(app)[-1]["forced"] == "test rig"
+    # A passing model deploys without --force, and says so in the log.
+    deploy_ok(run_cli, host_env(app), str(models["a"]), "--host", "local")
+    assert (log_lines(app)[-1]["gate"], log_lines(app)[-1]["forced"]) == ("passed", None)
+
+
+def test_force_needs_a_reason(run_cli, models, app, tmp_path):
+    bare = variant(models["a"], tmp_path / "bare")
+    r = run_cli("deploy", str(bare), "--host", "local", "--force", " ", env=host_env(app))
+    assert r.code == 2 and "--force needs a reason" in last_error(r.err)
+    r = run_cli("deploy", "--rollback", "--force", "x", "--host", "local", env=host_env(app))
+    assert r.code == 2
+    assert not app.exists()
+
+
+# -- the default health check asks the real loop ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def loop_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two tiny models the live loop can run (feature set "minimal" on the offline sample,
+    so the loop builds their features itself), each with a passing receipt."""
+    from tradekit.cli.main import main
+
+    d = tmp_path_factory.mktemp("loop-models")
+    o, f = d / "ohlcv.parquet", d / "features.parquet"
+    wf = ["--train-window", "300", "--test-window", "100", "--step", "100", "--threads", "1"]
+    out: dict[str, Path] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for var in [v for v in os.environ if v.startswith("TRADEKIT_")]:
+            mp.delenv(var)
+        fetch = ["fetch", "--exchange", "sample", "BTC/USD", "-t", "1h", "--since", "2019-01-01",
+                 "--until", "2019-02-15", "-o", str(o)]  # fmt: skip
+        assert main(fetch) == 0
+        assert main(["featurize", str(o), "--feature-set", "minimal", "-o", str(f)]) == 0
+        for name, trees in (("la", "20"), ("lb", "10")):
+            mp.setenv("TRADEKIT_MODEL__N_ESTIMATORS", trees)
+            assert main(["train", str(f), "-o", str(d / name), *wf]) == 0
+            assert judge(d / name) == 0
+            out[name] = d / name
+    return out
+
+
+def test_health_waits_for_the_loop_to_run_the_new_model(
+    run_cli, models, loop_models, kraken, kraken_env, app, tmp_path
+):
+    """[deploy] health = "loop": deploy asks the loop (`tradekit status --json` on the host)
+    which model it runs. A model the loop refuses to load (it keeps the old one) is rolled
+    back, exit 4; so is any deploy while the loop is not running."""
+    from tests.test_run import FIRST, HOUR, Loop, _env
+
+    state = tmp_path / "state" / "ledger.db"
+    env = {
+        **_env(kraken_env, tmp_path),
+        "TRADEKIT_RUN__MODEL": str(app / "current"),
+        **host_env(app, restart="", health="loop", health_timeout_s="60"),
+        # On the Pi: sudo -n -u tradekit .../tradekit-loop-status (pi-setup.sh); the same JSON.
+        "TRADEKIT_DEPLOY__STATUS": f"env PYTHONPATH={ROOT} {sys.executable} -m tradekit status "
+        f"--json --state {state}",
+    }
+    va, vb = version(loop_models["la"]), version(loop_models["lb"])
+
+    # No loop yet (no ledger): the first deploy cannot be confirmed, so it is undone.
+    bad = {**env, "TRADEKIT_DEPLOY__HEALTH_TIMEOUT_S": "3"}
+    r = run_cli("deploy", str(loop_models["la"]), "--host", "local", env=bad)
+    assert r.code == 4, r.err
+    line = last_error(r.err)
+    assert "health check failed for 3s" in line and "no ledger here" in line
+    assert "no previous release: current removed" in line
+    assert not (app / "current").exists()
+
+    first = deploy_ok(run_cli, {**env, "TRADEKIT_DEPLOY__HEALTH": ""}, str(loop_models["la"]),
+                      "--host", "local")["release"]  # fmt: skip
+    kraken.state.now_ms = FIRST + 2 * HOUR - 100
+    loop = Loop(tmp_path, env)
+    try:
+        loop.wait_for("the loop on model la", lambda: _loop_runs(run_cli, env) == va)
+        # A model the loop can run: deploy returns once the loop reports it.
+        b = deploy_ok(run_cli, env, str(loop_models["lb"]), "--host", "local")
+        assert b["previous"] == first and _loop_runs(run_cli, env) == vb
+
+        # A model the loop refuses (no feature spec it could build features from): the loop
+        # keeps lb, the check sees lb, deploy rolls back to lb's release and exits 4.
+        r = run_cli("deploy", str(models["a"]), "--host", "local", env=bad)
+        assert r.code == 4, r.err
+        line = last_error(r.err)
+        assert f"the loop runs model {vb}, not {version(models['a'])}" in line
+        assert f"rolled back to {b['release']}" in line
+        assert current(app) == b["release"] and log_lines(app)[-1]["ok"] is False
+        assert loop.proc.poll() is None and _loop_runs(run_cli, env) == vb
+        events = subprocess.run(
+            [sys.executable, "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
+             ".execute(\"SELECT group_concat(message, '|') FROM events WHERE kind='model'\")"
+             ".fetchone()[0])", str(state)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "failed to load, keeping " + vb in events
+    finally:
+        loop.proc.terminate()
+        loop.proc.wait(timeout=30)
+        loop.stop()
+
+    # The loop is gone: nothing can confirm a switch, so none happens.
+    r = run_cli("deploy", str(loop_models["la"]), "--host", "local", env=bad)
+    assert r.code == 4 and "the loop is not running" in last_error(r.err)
+    assert current(app) == b["release"]
+
+
+def _loop_runs(run_cli: Any, env: dict[str, str]) -> str | None:
+    """The model the running loop reports, None when it is not running."""
+    r = run_cli("status", "--json", env=env)
+    if r.code != 0:
+        return None
+    doc = json.loads(r.out)
+    return doc["model_version"] if doc["running"] else None

@@ -271,7 +271,11 @@ class GateConfig:
 @dataclass(frozen=True)
 class DeployConfig:
     host: str = _opt("", "SSH host of the Pi, or 'local'")
-    user: str = _opt("tradekit", "SSH user")
+    user: str = _opt(
+        "tradekit-deploy",
+        "SSH user: the deploy user of pi-setup.sh, which can upload releases and restart the "
+        "loop but not read its secrets or ledger",
+    )
     port: int = _opt(22, "SSH port", _positive)
     key: str = _opt("", "SSH private key file (empty: the SSH agent/default keys)")
     known_hosts: str = _opt("~/.ssh/known_hosts", "pinned host keys; unknown hosts are refused")
@@ -283,12 +287,18 @@ class DeployConfig:
         "command run on the host after the switch ({service} is replaced; empty: none)",
     )
     health: str = _opt(
-        "systemctl is-active --quiet {service}",
-        "command run on the host until it succeeds after the restart ({service}, {version}, "
-        "{path} are replaced; empty: no check)",
+        "loop",
+        "'loop': wait until the loop on the host reports the new model running (through "
+        "status); else a command run on the host until it succeeds after the restart "
+        "({service}, {version}, {path} are replaced); empty: no check",
     )
     health_timeout_s: float = _opt(
         60.0, "seconds the health command has to succeed before the deploy rolls back", _positive
+    )
+    status: str = _opt(
+        "sudo -n -u tradekit /usr/local/libexec/tradekit-loop-status",
+        "command run on the host that prints the loop's `tradekit status --json` (health = "
+        "'loop'); pi-setup.sh installs this one, which shows only the loop's state and model",
     )
 
 

@@ -107,6 +107,19 @@ def _paramiko_put(s: Sshd, archive: Path, remote: str) -> None:
         client.close()
 
 
+def _pass_gate(model: Path) -> None:
+    """The real gate on a passing report made from the model's OOS predictions."""
+    from tradekit.config import GateConfig
+    from tradekit.gate import gate_file, write_receipt
+
+    oos = json.loads((model / "manifest.json").read_text())["oos_predictions"]
+    report = model.parent / "gate-report.json"
+    metrics = {"sortino": 2.0, "max_drawdown": 0.1, "trades": 50}
+    doc = {"schema": "backtest/1", "metrics": metrics, "inputs": {"predictions": oos}}
+    report.write_text(json.dumps(doc))
+    write_receipt(gate_file(str(report), GateConfig(), model_dir=model), model)
+
+
 def bench_deploy() -> None:
     from tests.servers.sshd import Sshd, available
     from tradekit.config import DeployConfig
@@ -119,6 +132,7 @@ def bench_deploy() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
         work = Path(tmp)
         model = _model_dir(work)
+        _pass_gate(model)  # deploy ships only a model with its own passing verdict
         model_bytes = sum(
             f.stat().st_size for f in model.iterdir() if f.name != "oos_predictions.parquet"
         )

@@ -1,5 +1,5 @@
-"""``tradekit deploy``: ship a model dir to the Pi as a release, switch to it atomically,
-restart, check health; roll back on failure."""
+"""``tradekit deploy``: ship a model dir that passed the gate to the Pi as a release, switch
+to it atomically, restart, wait for the loop to run it; roll back on failure."""
 
 from __future__ import annotations
 
@@ -53,18 +53,30 @@ def deploy(
             help="Extra file for the release root, e.g. report.json or verdict.json (repeatable).",
         ),
     ] = None,
+    force: Annotated[
+        str | None,
+        typer.Option(
+            "--force",
+            metavar="REASON",
+            help="Deploy without a passing gate verdict for this model; REASON goes into "
+            "deploys.jsonl and to the phone.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a model dir as a new release on [deploy] host under [deploy] path.
 
-    Checks the model dir (exit 3 if bad), uploads one archive over SSH with the host key
-    pinned by [deploy] known_hosts, verifies every file's sha256 on the host, switches
-    <path>/current atomically, runs [deploy] restart and polls [deploy] health; on a failure it
-    switches back to the previous release. Exit 4 when the host fails or refuses. On the
-    host, point [run] model at <path>/current: the run loop reloads when it changes.
+    Checks the model dir (exit 3 if bad) and its gate receipt: MODEL_DIR/verdict.json from
+    'tradekit gate REPORT --model MODEL_DIR' must have passed for exactly this model, else
+    exit 1 (--force REASON overrides, recorded and announced). Uploads one archive over SSH
+    with the host key pinned by [deploy] known_hosts, verifies every file's sha256 on the
+    host, switches <path>/current atomically, runs [deploy] restart and waits until the loop
+    reports the new model ([deploy] health = "loop"); on a failure it switches back to the
+    previous release (exit 4). On the host, [run] model is <path>/current.
     """
     from tradekit.cli import output as out
     from tradekit.config import with_overrides
+    from tradekit.deploy.guard import announce_forced
     from tradekit.deploy.ship import deploy_model
     from tradekit.deploy.ship import rollback as do_rollback
 
@@ -74,14 +86,19 @@ def deploy(
     )
     password = config.secret("deploy_sudo_password")
     if rollback:
-        if model_dir is not None or attach:
-            raise UsageError("--rollback takes no MODEL_DIR or --attach")
+        if model_dir is not None or attach or force is not None:
+            raise UsageError("--rollback takes no MODEL_DIR, --attach or --force")
         result = do_rollback(cfg, dry_run=dry_run, sudo_password=password)
     else:
         if model_dir is None:
             raise UsageError("missing MODEL_DIR (or give --rollback)")
         result = deploy_model(
-            model_dir, cfg, attach=attach or [], dry_run=dry_run, sudo_password=password
+            model_dir,
+            cfg,
+            attach=attach or [],
+            dry_run=dry_run,
+            force=force,
+            sudo_password=password,
         )
     where = f"{result.host}:{result.path}"
     if result.dry_run:
@@ -100,5 +117,11 @@ def deploy(
             f"{result.bytes:,} bytes in {result.seconds:.1f}s; previous "
             f"{result.previous or '(none)'}{pruned}"
         )
+    if result.forced and not result.dry_run:
+        warning = announce_forced(
+            config.notify, result, webhook_token=config.secret("notify_webhook_token")
+        )
+        if warning:
+            out.say(f"tradekit: warning: {warning}")
     if as_json:
         out.emit_json(result.as_json())

@@ -82,21 +82,32 @@ def release_id(now: datetime, archive_sha256: str) -> str:
 
 
 def members(model_dir: Path, manifest: dict[str, Any], attach: Sequence[Path]) -> dict[str, Path]:
-    """Release-relative name -> local file: the manifest, its files, then attachments."""
+    """Release-relative name -> local file: the manifest, its files, the model dir's gate
+    receipt (verdict.json) when it has one, then attachments."""
+    from tradekit.gate import RECEIPT
     from tradekit.models import manifest as mf
 
     doc = manifest
     out: dict[str, Path] = {mf.MANIFEST: model_dir / mf.MANIFEST}
     for name in sorted(doc["files"]):
         out[name] = model_dir / name
+    receipt = model_dir / RECEIPT
+    if receipt.is_file() and RECEIPT not in out:
+        out[RECEIPT] = receipt
     for f in attach:
         if not f.is_file():
             raise InputError(f"{f}: --attach file not found (or not a regular file)")
         name = f.name
+        if name == RECEIPT and out.get(RECEIPT) == receipt and _same_bytes(f, receipt):
+            continue  # the receipt itself, attached the old way: it travels anyway
         if name in out or name in RESERVED:
             raise UsageError(f"--attach {f}: {name} clashes with a file of the release")
         out[name] = f
     return out
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    return a.stat().st_size == b.stat().st_size and _sha256(a) == _sha256(b)
 
 
 def _tar_info(name: str, size: int) -> tarfile.TarInfo:
@@ -135,10 +146,12 @@ def build_release(
     *,
     attach: Sequence[Path] = (),
     now: datetime | None = None,
+    checked: tuple[dict[str, Any], str] | None = None,
 ) -> Release:
-    """Check ``model_dir`` and pack it (with ``attach``) into ``workdir/release.tar.gz``."""
+    """Check ``model_dir`` and pack it (with ``attach``) into ``workdir/release.tar.gz``.
+    ``checked``: the result of :func:`check_model_dir` when the caller already has it."""
     now = now or datetime.now(UTC)
-    manifest, version = check_model_dir(model_dir)
+    manifest, version = checked if checked is not None else check_model_dir(model_dir)
     files = members(model_dir, manifest, attach)
     archive = workdir / "release.tar.gz"
     hashes = pack(files, archive)
@@ -151,7 +164,7 @@ def build_release(
         "model_dir": str(model_dir),
         "archive_sha256": "sha256:" + digest,
         "files": hashes,
-        "attached": [f.name for f in attach],
+        "attached": sorted(n for n in files if n not in manifest["files"] and n != "manifest.json"),
         "created_at": now.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "source_host": socket.gethostname(),
         "source_user": _user(),

@@ -27,7 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradekit.deploy.release import RELEASE_JSON, Release, build_release, who
+from tradekit.deploy.guard import require_receipt
+from tradekit.deploy.health import describe, fill, tail, wait_healthy
+from tradekit.deploy.release import RELEASE_JSON, Release, build_release, check_model_dir, who
 from tradekit.deploy.transport import CONNECT_TIMEOUT_S, Transport, home_of, open_transport
 from tradekit.errors import ExternalError, UsageError
 
@@ -62,6 +64,8 @@ class DeployResult:
     cleaned: list[str] = field(default_factory=list)
     plan: list[str] = field(default_factory=list)
     message: str = ""
+    gate: str | None = None  # "passed", or why the model has no passing verdict of its own
+    forced: str | None = None  # the --force reason, when it overrode the gate
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -82,20 +86,9 @@ class DeployResult:
             "cleaned": self.cleaned,
             "plan": self.plan,
             "message": self.message,
+            "gate": self.gate,
+            "forced": self.forced,
         }
-
-
-def _tail(text: str) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else ""
-
-
-def fill(template: str, *, service: str, version: str, path: str) -> str:
-    """A restart/health template with {service}, {version}, {path} replaced (plain replace:
-    other braces, e.g. a shell's ${VAR}, stay as they are)."""
-    return (
-        template.replace("{service}", service).replace("{version}", version).replace("{path}", path)
-    )
 
 
 @dataclass
@@ -140,7 +133,7 @@ class Host:
         rc, out, err = self.t.run(cmd)
         if rc != 0:
             raise ExternalError(
-                f"{self.t.where}: {step} failed (exit {rc}): {_tail(err) or _tail(out)}"
+                f"{self.t.where}: {step} failed (exit {rc}): {tail(err) or tail(out)}"
             )
         return out
 
@@ -237,24 +230,8 @@ class Host:
             else:
                 rc, out, err = self.t.run(restart, timeout=RESTART_TIMEOUT_S)
             if rc != 0:
-                return f"restart failed: `{restart}` exited {rc}: {_tail(err) or _tail(out)}"
-        health = fill(cfg.health, service=cfg.service, version=version, path=self.root)
-        if not health.strip():
-            return None
-        timeout = cfg.health_timeout_s
-        interval = min(1.0, max(0.1, timeout / 20))
-        deadline = time.monotonic() + timeout
-        while True:
-            left = max(deadline - time.monotonic(), 0.5)
-            rc, out, err = self.t.run(health, timeout=left)
-            if rc == 0:
-                return None
-            if time.monotonic() + interval >= deadline:
-                detail = _tail(err) or _tail(out)
-                return f"health check failed: `{health}` exited {rc} for {timeout:g}s" + (
-                    f": {detail}" if detail else ""
-                )
-            time.sleep(interval)
+                return f"restart failed: `{restart}` exited {rc}: {tail(err) or tail(out)}"
+        return wait_healthy(self.t, cfg, self.root, version)
 
     def append_log(
         self, entry: dict[str, Any], *, prune: int = 0, protect: Sequence[str] = ()
@@ -275,7 +252,7 @@ class Host:
             log.debug("could not append to %s/%s: %s", self.root, LOG_FILE, e)
             return []
         if rc != 0:
-            log.warning("could not log to or prune %s: %s", self.root, _tail(err))
+            log.warning("could not log to or prune %s: %s", self.root, tail(err))
         return [ln[7:] for ln in out.splitlines() if ln.startswith("pruned ")]
 
 
@@ -294,6 +271,8 @@ def _entry(
         "user": who(),
         "ok": ok,
         "message": message,
+        "gate": res.gate,
+        "forced": res.forced,
     }
 
 
@@ -323,17 +302,22 @@ def deploy_model(
     *,
     attach: Sequence[Path] = (),
     dry_run: bool = False,
+    force: str | None = None,
     sudo_password: str | None = None,
     connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> DeployResult:
     """Ship ``model_dir`` (+ ``attach``) to ``cfg.host`` as a new release and switch to it.
 
-    Raises InputError (exit 3) for a bad model dir, ExternalError (exit 4) for an unreachable
-    or refusing host, a failed verification, or a failed restart/health check (after rolling
-    back to the previous release)."""
+    Raises InputError (exit 3) for a bad model dir, CheckFailed (exit 1) for a model without
+    a passing gate verdict of its own (unless ``force`` gives a reason), ExternalError (exit 4)
+    for an unreachable or refusing host, a failed verification, or a failed restart/health
+    check (after rolling back to the previous release)."""
     started = time.monotonic()
+    model_dir = Path(model_dir)
+    checked = check_model_dir(model_dir)
+    gate, forced = require_receipt(model_dir, checked[0], force)
     with tempfile.TemporaryDirectory(prefix="tradekit-deploy-") as work:
-        rel = build_release(Path(model_dir), Path(work), attach=attach)
+        rel = build_release(model_dir, Path(work), attach=attach, checked=checked)
         release_json = Path(work) / RELEASE_JSON
         release_json.write_bytes(rel.json_bytes())
         with _connect(cfg, connect_timeout) as (t, root):
@@ -348,11 +332,13 @@ def deploy_model(
                 sha256=rel.sha256,
                 bytes=rel.size,
                 files=rel.files,
+                gate=gate,
+                forced=forced,
             )
             if dry_run:
                 st = host.state()
                 res.previous = st.current
-                res.plan = _plan(host, rel, st)
+                res.plan = _plan(host, rel, st, res)
                 res.message = "dry run: nothing changed"
             else:
                 _ship(host, rel, release_json, res, started)
@@ -360,17 +346,23 @@ def deploy_model(
     return res
 
 
-def _plan(host: Host, rel: Release, st: HostState) -> list[str]:
+def _plan(host: Host, rel: Release, st: HostState, res: DeployResult) -> list[str]:
     cfg, rid, current = host.cfg, rel.id, st.current
     after = [rid, *st.releases]
     would_prune = [r for r in after[cfg.keep :] if r not in (rid, current)]
     restart = fill(cfg.restart, service=cfg.service, version=rel.model_version, path=host.root)
-    health = fill(cfg.health, service=cfg.service, version=rel.model_version, path=host.root)
+    health = describe(cfg, host.root, rel.model_version)
     attached = list(rel.doc["attached"])
     n_model = len(rel.files) - 2 - len(attached)  # less manifest.json and SHA256SUMS
+    gate = (
+        "gate: a passing verdict for this very model"
+        if res.gate == "passed"
+        else f"gate: {res.gate}; deployed anyway (--force: {res.forced})"
+    )
     return [
         f"model {rel.doc['model_dir']}: manifest and {n_model} file hash(es) ok, version "
         f"{rel.model_version}" + (f"; attached {', '.join(attached)}" if attached else ""),
+        gate,
         f"archive {rel.size} bytes, {rel.sha256}, release {rid}",
         f"host {host.t.where}: current release {current or '(none)'}",
         f"upload to {host.root}/releases/.{rid}.tar.gz.part and verify its sha256",
