@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from tradekit.errors import ExternalError, MissingDependency
@@ -88,6 +89,7 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, inputs: Inputs, address: str | None, threads: int) -> None:
+        _loopback_env(address)
         try:
             import ray
         except ImportError:
@@ -127,6 +129,21 @@ class RayExecutor:
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
+
+
+def _loopback_env(address: str | None) -> None:
+    """Ray's environment, set before it is imported (it reads it then).
+
+    Ray turns 127.0.0.1 into the machine's outward address, so a private cluster would listen
+    on the network and a driver could not join a cluster started on the loopback; Ray's own
+    switch for single-node clusters keeps both on the loopback. A cluster with token auth
+    (Ray >= 2.5x makes ~/.ray/auth_token) needs the driver to send the token: say so."""
+    host = (address or "127.0.0.1").rsplit(":", 1)[0]
+    if host in ("127.0.0.1", "localhost", "::1", "[::1]"):
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    token = Path.home() / ".ray" / "auth_token"
+    if address is not None and token.is_file():
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 
 def _ray_evaluate(inputs: Inputs, task: Task) -> dict[str, Any]:
