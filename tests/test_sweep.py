@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, cli_env
+from tests.conftest import cli_env
 from tradekit.contracts import PREDICTIONS, TRIALS, open_parquet, write_ohlcv, write_table
 
 SPACE = """
