@@ -189,9 +189,17 @@ def _tie(report: Mapping[str, Any], model: Mapping[str, Any], label: str) -> Non
         )
 
 
-def gate_file(path: str, cfg: GateConfig, *, model_dir: Path | None = None) -> dict[str, Any]:
+def gate_file(
+    path: str,
+    cfg: GateConfig,
+    *,
+    model_dir: Path | None = None,
+    sweep: tuple[Path, float, float] | None = None,
+) -> dict[str, Any]:
     """Read a backtest/1 report (``-`` = stdin) and judge it; the verdict names the report
-    and, with ``model_dir``, the model (whose backtest the report must be)."""
+    and, with ``model_dir``, the model (whose backtest the report must be). ``sweep`` =
+    (SWEEP_DIR, min DSR, max PBO): the report must be that sweep's chosen trial, and its
+    Sharpe ratio is deflated by the sweep's own trial count (``tradekit.sweep.judge``)."""
     from tradekit.contracts import BACKTEST_SCHEMA, file_hash, read_json
 
     model = model_identity(model_dir) if model_dir is not None else None
@@ -206,9 +214,14 @@ def gate_file(path: str, cfg: GateConfig, *, model_dir: Path | None = None) -> d
         "path": None if path == "-" else path,
         "hash": None if path == "-" else file_hash(path),
     }
-    return build_verdict(
-        report, check_rules(metrics, cfg, label=label), report_ref=ref, model=model
-    )
+    rules = check_rules(metrics, cfg, label=label)
+    sections: dict[str, Any] = {}
+    if sweep is not None:
+        from tradekit.sweep.judge import judge
+
+        extra, sections["sweep"] = judge(report, sweep[0], sweep[1], sweep[2], label=label)
+        rules += extra
+    return build_verdict(report, rules, report_ref=ref, model=model, sections=sections)
 
 
 def write_receipt(verdict: Mapping[str, Any], model_dir: Path) -> Path:

@@ -69,6 +69,23 @@ def gate(
             "written to MODEL_DIR/verdict.json, the receipt 'deploy' requires.",
         ),
     ] = None,
+    sweep: Annotated[
+        Path | None,
+        typer.Option(
+            "--sweep",
+            metavar="SWEEP_DIR",
+            help="The sweep REPORT's config was chosen by: the deflated Sharpe ratio (by the "
+            "sweep's own trial count) and the probability of overfitting must pass too.",
+        ),
+    ] = None,
+    min_dsr: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With --sweep: lowest deflated Sharpe ratio."),
+    ] = 0.95,
+    max_pbo: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="With --sweep: highest probability of overfitting."),
+    ] = 0.5,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -78,7 +95,8 @@ def gate(
     a metric a rule needs. Flags override [gate] in the config. With --model, the report must
     come from MODEL_DIR/oos_predictions.parquet (exit 3 otherwise), and the verdict, passed or
     failed, is stored as MODEL_DIR/verdict.json: deploy ships only a model whose own receipt
-    passed.
+    passed. With --sweep, REPORT must be the sweep's best trial re-run with its best.toml
+    (exit 3 otherwise), and its deflated Sharpe ratio and the sweep's PBO are rules too.
     """
     from tradekit.cli import output as out
     from tradekit.config import with_overrides
@@ -99,7 +117,8 @@ def gate(
             "must_beat_buy_and_hold": ("--beat-buy-and-hold", beat_buy_and_hold),
         },
     )
-    verdict = gate_file(report, cfg, model_dir=model)
+    chosen = (sweep, min_dsr, max_pbo) if sweep is not None else None
+    verdict = gate_file(report, cfg, model_dir=model, sweep=chosen)
     rows = []
     for r in verdict["rules"]:
         rows.append(

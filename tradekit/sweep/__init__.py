@@ -137,11 +137,11 @@ def run_sweep(req: SweepRequest, config: Config, progress: Progress | None = Non
     if candle_ms == 0:
         from tradekit.timeutil import timeframe_ms
 
-        candle_ms = timeframe_ms(_timeframe(best, recs, req.ohlcv))
-    preds = best.get("predictions") if best else req.predictions
+        candle_ms = timeframe_ms(_timeframe(req.ohlcv))
+    preds = (best.get("predictions") if best else None) or req.predictions
     reproduce = (
         f"tradekit --config {Path(req.output) / record.BEST_FILE} backtest {req.ohlcv} "
-        f"--predictions {preds or req.predictions}"
+        f"--predictions {preds}"
     )
     doc: dict[str, Any] = {
         "schema": SWEEP_SCHEMA,
@@ -183,7 +183,7 @@ def run_sweep(req: SweepRequest, config: Config, progress: Progress | None = Non
     return SweepResult(plan.directory, doc, recs)
 
 
-def _timeframe(best: dict[str, Any] | None, recs: list[dict[str, Any]], ohlcv: str) -> str:
+def _timeframe(ohlcv: str) -> str:
     from tradekit.contracts import OHLCV, open_parquet
 
     _, meta = open_parquet(ohlcv, OHLCV)

@@ -13,7 +13,6 @@ Selection statistics (``tradekit.selection``), all of the chosen trial, all in s
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from tradekit.contracts import META_KEY, SCHEMA_KEY, TRIALS, write_json
 from tradekit.errors import InputError
 from tradekit.fsutil import atomic_path, atomic_write_text
 from tradekit.sweep.evaluate import KEPT
+from tradekit.sweep.judge import config_digest
 from tradekit.sweep.space import Space, apply
 
 if TYPE_CHECKING:
@@ -33,14 +33,6 @@ TRIALS_FILE = "trials.parquet"
 SWEEP_FILE = "sweep.json"
 BEST_FILE = "best.toml"
 YEAR_MS = 365 * 86_400_000
-
-
-def config_digest(sections: dict[str, Any]) -> str:
-    """sha256 of the [policy], [risk] and [backtest] a backtest ran with (as its report's
-    ``config`` holds them): the gate matches a report to a sweep's chosen trial with it."""
-    keep = {k: sections[k] for k in ("policy", "risk", "backtest")}
-    text = json.dumps(keep, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def best_sections(config: Config, rec: dict[str, Any], model_trials: bool) -> dict[str, Any]:
