@@ -3,21 +3,32 @@
 # system services. Idempotent: run it again after an upgrade; files that exist are kept
 # (config, secrets) or replaced only when they differ (units, sudoers rule).
 #
-#   sudo recipes/pi-setup.sh [--data-dir DIR] [--from SPEC] [--start] [--dry-run]
+#   sudo recipes/pi-setup.sh [--data-dir DIR] [--from PATH] [--deploy-key KEY.pub] [--start]
+#                            [--dry-run] [--only-accounts]
 #   recipes/pi-setup.sh --render DIR [--data-dir DIR]   # only write the units, as installed
 #
-# What it does (systemd/README.md explains the layout):
-#   1. the system user `tradekit` (home /home/tradekit for the deploy SSH key);
+# Two users (systemd/README.md explains the layout and the boundary between them):
+#   tradekit         runs the units; no login shell, no password, no SSH key. It alone reads
+#                    the secrets (through systemd), the config and the ledger.
+#   tradekit-deploy  logs in over SSH for `tradekit deploy`: it owns the releases under
+#                    /opt/tradekit and may, through sudo, run exactly two commands: restart
+#                    the loop, and ask the loop which model it runs (tradekit-loop-status).
+#                    It cannot read the service's environment, /etc/tradekit or the ledger.
+#
+# What it does:
+#   1. the two users (an older install's `tradekit` loses its login shell and hands its SSH
+#      keys to tradekit-deploy);
 #   2. /opt/tradekit/venv with tradekit WITHOUT torch (LightGBM only; torch is the `deep`
-#      extra, which the Pi neither needs nor can use);
-#   3. the data directory on the SSD (default /srv/tradekit): state/ and data/;
+#      extra, which the Pi neither needs nor can use), from this checkout or a wheel file;
+#   3. the data directory on the SSD (default /srv/tradekit): state/ and data/, service-only;
 #   4. /etc/tradekit/tradekit.toml (from tradekit.toml.example if missing) and
 #      /etc/tradekit/env (secrets, root 0600, if missing);
 #   5. the units from systemd/ into /etc/systemd/system (data dir substituted);
-#   6. /etc/sudoers.d/tradekit: NOPASSWD for `systemctl restart tradekit-run` only
-#      (checked with visudo -c);
+#   6. /usr/local/libexec/tradekit-loop-status and /etc/sudoers.d/tradekit: the deploy user's
+#      two commands, nothing else (checked with visudo -c);
 #   7. daemon-reload; enable the loop, the courier and the timers (start them with --start;
 #      without it the timers start now and the loop waits for its first deployed model).
+# --only-accounts does 1, 3, the secrets file of 4, and 6 (no venv, units or systemctl).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,29 +36,39 @@ SRC=$(dirname "$HERE")   # the checkout holding recipes/ and systemd/
 
 PREFIX=${TRADEKIT_PREFIX:-/opt/tradekit}
 DATA_DIR=${TRADEKIT_DATA_DIR:-/srv/tradekit}
-ETC=/etc/tradekit
+# Overridable for tests (tests/test_recipes.py builds a Pi in a temporary root).
+ETC=${TRADEKIT_ETC:-/etc/tradekit}
 UNIT_DIR=/etc/systemd/system
-SUDOERS=/etc/sudoers.d/tradekit
-USER_NAME=tradekit
+SUDOERS=${TRADEKIT_SUDOERS:-/etc/sudoers.d/tradekit}
+LIBEXEC=${TRADEKIT_LIBEXEC:-/usr/local/libexec}
+USER_NAME=${TRADEKIT_SERVICE_USER:-tradekit}
+DEPLOY_USER=${TRADEKIT_DEPLOY_USER:-tradekit-deploy}
 PYTHON=${PYTHON:-python3}
-SPEC=${TRADEKIT_SPEC:-}
+SPEC=${TRADEKIT_FROM:-}
+VENV=${TRADEKIT_VENV:-}
+DEPLOY_KEY=""
 DRY=0
 START=0
+ONLY_ACCOUNTS=0
 RENDER=""
 # Long-running units and timers enabled at boot.
 ENABLE=(tradekit-run.service tradekit-listen.service tradekit-summary.timer tradekit-fetch.timer)
 
 usage() {
     cat <<EOF
-usage: sudo $0 [--data-dir DIR] [--from SPEC] [--python PY] [--start] [--dry-run]
+usage: sudo $0 [--data-dir DIR] [--from PATH] [--deploy-key KEY.pub] [--python PY] [--start]
+              [--dry-run] [--only-accounts]
 
-  --data-dir DIR  data directory on the SSD [\$TRADEKIT_DATA_DIR, default /srv/tradekit]
-  --from SPEC     what pip installs: a checkout, a wheel, or a PyPI spec
-                  [\$TRADEKIT_SPEC, default: this checkout ($SRC)]
-  --python PY     interpreter for the venv, Python >= 3.11 [\$PYTHON, default python3]
-  --start         also start tradekit-run and tradekit-listen now (after a model is deployed)
-  --dry-run       print what would be done, change nothing (no root needed)
-  --render DIR    only write the unit files as they would be installed into DIR (no root)
+  --data-dir DIR    data directory on the SSD [\$TRADEKIT_DATA_DIR, default /srv/tradekit]
+  --from PATH       what pip installs: a checkout or a wheel file (never a name: an index
+                    could answer with someone else's package) [default: this checkout ($SRC)]
+  --deploy-key PUB  public key(s) allowed to log in as $DEPLOY_USER (added with
+                    'restrict': no forwarding, no terminal)
+  --python PY       interpreter for the venv, Python >= 3.11 [\$PYTHON, default python3]
+  --start           also start tradekit-run and tradekit-listen now (after a model is deployed)
+  --dry-run         print what would be done, change nothing (no root needed)
+  --only-accounts   only the users, directories, secrets file, status helper and sudoers rule
+  --render DIR      only write the unit files as they would be installed into DIR (no root)
 EOF
 }
 
@@ -55,13 +76,15 @@ die() { printf 'pi-setup: error: %s\n' "$1" >&2; exit "${2:-1}"; }
 say() { printf 'pi-setup: %s\n' "$*" >&2; }
 
 while (($#)); do
-    case $1 in --data-dir|--from|--python|--render) (($# >= 2)) || die "$1 needs a value" 2 ;; esac
+    case $1 in --data-dir|--from|--python|--render|--deploy-key) (($# >= 2)) || die "$1 needs a value" 2 ;; esac
     case $1 in
         --data-dir) DATA_DIR=$2; shift 2 ;;
         --from) SPEC=$2; shift 2 ;;
         --python) PYTHON=$2; shift 2 ;;
+        --deploy-key) DEPLOY_KEY=$2; shift 2 ;;
         --start) START=1; shift ;;
         --dry-run|-n) DRY=1; shift ;;
+        --only-accounts) ONLY_ACCOUNTS=1; shift ;;
         --render) RENDER=$2; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" 2 ;;
@@ -77,7 +100,9 @@ render_units() {
     units=("$SRC"/systemd/tradekit-*.service "$SRC"/systemd/tradekit-*.timer)
     ((${#units[@]})) || die "no unit files in $SRC/systemd"
     for u in "${units[@]}"; do
-        sed -e "s|/srv/tradekit|$DATA_DIR|g" -e "s|/opt/tradekit|$PREFIX|g" "$u" >"$1/$(basename "$u")"
+        sed -e "s|/srv/tradekit|$DATA_DIR|g" -e "s|/opt/tradekit|$PREFIX|g" \
+            -e "s|^User=tradekit\$|User=$USER_NAME|" -e "s|^Group=tradekit\$|Group=$USER_NAME|" \
+            "$u" >"$1/$(basename "$u")"
     done
 }
 if [[ -n $RENDER ]]; then
@@ -86,10 +111,16 @@ if [[ -n $RENDER ]]; then
     exit 0
 fi
 if [[ -z $SPEC ]]; then
-    [[ -f $SRC/pyproject.toml ]] || die "not in a checkout: give --from SPEC (a wheel or tradekit==X)" 2
+    [[ -f $SRC/pyproject.toml ]] || die "not in a checkout: give --from PATH (a checkout or a wheel)" 2
     SPEC=$SRC
 fi
-VENV=$PREFIX/venv
+# Only a path: `tradekit` by name would come from whichever index answers (dependency confusion).
+[[ -d $SPEC && -f $SPEC/pyproject.toml ]] || [[ -f $SPEC && $SPEC == *.whl ]] \
+    || die "--from $SPEC: give a checkout or a .whl file, never a package name" 2
+[[ -z $DEPLOY_KEY || -r $DEPLOY_KEY ]] || die "--deploy-key: cannot read $DEPLOY_KEY" 2
+VENV=${VENV:-$PREFIX/venv}
+LOOP_STATUS=$LIBEXEC/tradekit-loop-status
+NOLOGIN=$(command -v nologin || echo /usr/sbin/nologin)
 
 # run CMD...: execute, or print it in --dry-run.
 run() {
@@ -122,40 +153,89 @@ trap 'rm -rf "$TMP"' EXIT
 if ((!DRY)) && ((EUID != 0)); then
     die "run as root (sudo $0), or try --dry-run" 2
 fi
-command -v systemctl >/dev/null || ((DRY)) || die "systemctl not found: this needs a systemd system"
-"$PYTHON" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
-    || die "$PYTHON: Python >= 3.11 with the venv module needed (apt install python3-venv)"
+if ((!ONLY_ACCOUNTS)); then
+    command -v systemctl >/dev/null || ((DRY)) || die "systemctl not found: this needs a systemd system"
+    "$PYTHON" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+        || die "$PYTHON: Python >= 3.11 with the venv module needed (apt install python3-venv)"
+fi
 
-# 1. the user ------------------------------------------------------------------------------
+# 1. the users ------------------------------------------------------------------------------
+# The service user runs the units and holds the secrets; nobody logs in as it.
 if getent passwd "$USER_NAME" >/dev/null; then
     say "user $USER_NAME exists"
+    if [[ $(getent passwd "$USER_NAME" | cut -d: -f7) != "$NOLOGIN" ]]; then
+        # An older install logged in as the service user for deploys: no more.
+        run usermod --shell "$NOLOGIN" "$USER_NAME"
+    fi
 else
-    # A login shell: `tradekit deploy` logs in over SSH as this user.
-    run useradd --system --user-group --create-home --home-dir "/home/$USER_NAME" \
-        --shell /bin/bash --comment "tradekit trading bot" "$USER_NAME"
+    run useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell "$NOLOGIN" --comment "tradekit service (no login)" "$USER_NAME"
 fi
+run usermod --lock "$USER_NAME"  # no password either
 # Journal lines in the failure messages (tradekit-notify-failure@.service).
 if getent group systemd-journal >/dev/null \
     && [[ " $(id -nG "$USER_NAME" 2>/dev/null || true) " != *" systemd-journal "* ]]; then
     run usermod -a -G systemd-journal "$USER_NAME"
 fi
-
-# 2. code: /opt/tradekit/venv, root-owned; /opt/tradekit sticky so the deploy user can add
-#    releases/ and swap `current` but cannot touch the venv.
-run install -d -m 1775 -o root -g "$USER_NAME" "$PREFIX"
-if [[ -x $VENV/bin/python ]]; then
-    say "venv exists: $VENV"
+# The deploy user logs in with a key only. Its password is '*': no password matches it, yet
+# the account is not locked ('!'), which sshd without PAM would refuse. It is not in the
+# service's group.
+DEPLOY_HOME=/home/$DEPLOY_USER
+if getent passwd "$DEPLOY_USER" >/dev/null; then
+    say "user $DEPLOY_USER exists"
+    DEPLOY_HOME=$(getent passwd "$DEPLOY_USER" | cut -d: -f6)
 else
-    run "$PYTHON" -m venv "$VENV"
+    run useradd --system --user-group --create-home --home-dir "$DEPLOY_HOME" \
+        --shell /bin/sh --comment "tradekit deploy (SSH)" "$DEPLOY_USER"
 fi
-pip_args=(install --disable-pip-version-check --upgrade)
-if [[ -d $SPEC && -f $SPEC/constraints.txt ]]; then
-    pip_args+=(-c "$SPEC/constraints.txt")  # the versions the tests ran with
+run usermod --password '*' "$DEPLOY_USER"
+if [[ " $(id -nG "$DEPLOY_USER" 2>/dev/null || true) " == *" $USER_NAME "* ]]; then
+    run gpasswd --delete "$DEPLOY_USER" "$USER_NAME"
 fi
-# No [deep] extra: no torch on the Pi.
-run "$VENV/bin/python" -m pip "${pip_args[@]}" "$SPEC"
+keys=$DEPLOY_HOME/.ssh/authorized_keys
+old_keys=/home/$USER_NAME/.ssh/authorized_keys
+if [[ -z $DEPLOY_KEY && -f $old_keys && ! -s $keys ]]; then
+    say "moving the deploy keys of $USER_NAME to $DEPLOY_USER ($keys)"
+    DEPLOY_KEY=$old_keys
+fi
+if [[ -n $DEPLOY_KEY ]]; then
+    # restrict: no port, agent or X11 forwarding, no terminal; commands and sftp still work.
+    awk '/^[[:space:]]*(#|$)/ { next }
+         /^(ssh-|ecdsa-|sk-)/ { print "restrict " $0; next }
+         { print }' "$DEPLOY_KEY" >"$TMP/authorized_keys"
+    [[ -s $TMP/authorized_keys ]] || die "--deploy-key $DEPLOY_KEY: no public key in it" 2
+    run install -d -m 0700 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "$DEPLOY_HOME/.ssh"
+    put "$TMP/authorized_keys" "$keys" 0600 "$DEPLOY_USER:$DEPLOY_USER"
+fi
+if [[ -f $old_keys ]]; then
+    run rm -f "$old_keys"
+fi
 
-# 3. data on the SSD ------------------------------------------------------------------------
+# 2. code: /opt/tradekit/venv, root-owned; /opt/tradekit sticky and group-writable by the
+#    deploy user's group only, so it can add releases/ and swap `current` but not touch the
+#    venv (or anything else it does not own).
+run install -d -m 1775 -o root -g "$DEPLOY_USER" "$PREFIX"
+for f in "$PREFIX/releases" "$PREFIX/deploys.jsonl" "$PREFIX/current"; do
+    # An older install's releases belong to the service user: hand them to the deploy user.
+    if [[ -e $f || -L $f ]] && [[ $(stat -c %U "$f") != "$DEPLOY_USER" ]]; then
+        run chown -R -h "$DEPLOY_USER:$DEPLOY_USER" "$f"
+    fi
+done
+if ((!ONLY_ACCOUNTS)); then
+    if [[ -x $VENV/bin/python ]]; then
+        say "venv exists: $VENV"
+    else
+        run "$PYTHON" -m venv "$VENV"
+    fi
+    pip_args=(install --disable-pip-version-check --upgrade)
+    if [[ -d $SPEC && -f $SPEC/constraints.txt ]]; then
+        pip_args+=(-c "$SPEC/constraints.txt")  # the versions the tests ran with
+    fi
+    # No [deep] extra: no torch on the Pi.
+    run "$VENV/bin/python" -m pip "${pip_args[@]}" "$SPEC"
+fi
+
+# 3. data on the SSD: the ledger and candles, the service's alone ---------------------------
 for d in "$DATA_DIR" "$DATA_DIR/state" "$DATA_DIR/data"; do
     run install -d -m 0750 -o "$USER_NAME" -g "$USER_NAME" "$d"
 done
@@ -164,7 +244,7 @@ done
 run install -d -m 0750 -o root -g "$USER_NAME" "$ETC"
 if [[ -f $ETC/tradekit.toml ]]; then
     say "kept: $ETC/tradekit.toml"
-else
+elif ((!ONLY_ACCOUNTS)); then
     if [[ -f $SRC/tradekit.toml.example ]]; then
         run cp "$SRC/tradekit.toml.example" "$ETC/tradekit.toml"
     else
@@ -190,26 +270,52 @@ EOF
 fi
 
 # 5. units ----------------------------------------------------------------------------------
-# Other data or install directories: the paths the units hard-code are rewritten.
-mkdir "$TMP/units"
-render_units "$TMP/units"
-for u in "$TMP"/units/*; do
-    put "$u" "$UNIT_DIR/$(basename "$u")" 0644 root:root
-done
+if ((!ONLY_ACCOUNTS)); then
+    # Other data or install directories: the paths the units hard-code are rewritten.
+    mkdir "$TMP/units"
+    render_units "$TMP/units"
+    for u in "$TMP"/units/*; do
+        put "$u" "$UNIT_DIR/$(basename "$u")" 0644 root:root
+    done
+fi
 
-# 6. sudoers: exactly the restart command line `tradekit deploy` sends ---------------------
+# 6. what the deploy user may run as someone else: exactly two command lines ----------------
+# tradekit-loop-status runs `tradekit status --json` as the service and keeps only the loop's
+# state and model: deploy's health check needs no more (no positions, equity or ledger path).
+q() { printf %q "$1"; }
+cat >"$TMP/loop-status" <<EOF
+#!/bin/sh
+# tradekit-loop-status (pi-setup.sh): which model the trading loop runs, for tradekit deploy.
+# $DEPLOY_USER runs it as $USER_NAME through sudo; it prints status/1 with these fields only.
+set -eu
+cd $(q "$DATA_DIR")  # the service's working directory: [run] state is relative to it
+$(q "$VENV/bin/tradekit") --config $(q "$ETC/tradekit.toml") status --json \\
+    | $(q "$VENV/bin/python") -c 'import json, sys
+d = json.load(sys.stdin)
+keep = ("schema", "running", "state", "model_version", "heartbeat_ms")
+print(json.dumps({k: d.get(k) for k in keep}, sort_keys=True))'
+EOF
+run install -d -m 0755 -o root -g root "$LIBEXEC"
+put "$TMP/loop-status" "$LOOP_STATUS" 0755 root:root
 systemctl_bin=$(command -v systemctl || echo /usr/bin/systemctl)
 cat >"$TMP/sudoers" <<EOF
-# tradekit deploy restarts the loop after switching releases; nothing else.
-$USER_NAME ALL=(root) NOPASSWD: $systemctl_bin restart tradekit-run, $systemctl_bin restart tradekit-run.service
+# tradekit (pi-setup.sh): after switching releases, tradekit deploy restarts the loop and asks
+# it which model it runs; nothing else. sudo matches the whole command line ("" = no arguments).
+$DEPLOY_USER ALL=(root) NOPASSWD: $systemctl_bin restart tradekit-run, $systemctl_bin restart tradekit-run.service
+$DEPLOY_USER ALL=($USER_NAME) NOPASSWD: $LOOP_STATUS ""
 EOF
 if command -v visudo >/dev/null; then
     visudo -c -q -f "$TMP/sudoers" >/dev/null || die "visudo rejected the sudoers rule"
 else
     say "visudo not found: sudoers rule not validated"
 fi
-[[ -d /etc/sudoers.d ]] || run install -d -m 0755 /etc/sudoers.d
+[[ -d $(dirname "$SUDOERS") ]] || run install -d -m 0755 "$(dirname "$SUDOERS")"
 put "$TMP/sudoers" "$SUDOERS" 0440 root:root
+
+if ((ONLY_ACCOUNTS)); then
+    if ((DRY)); then say "dry run: nothing changed"; else say "accounts done"; fi
+    exit 0
+fi
 
 # 7. systemd ----------------------------------------------------------------------------------
 run systemctl daemon-reload
@@ -229,7 +335,7 @@ cat >&2 <<EOF
 next steps:
   sudoedit $ETC/tradekit.toml   # exchange, symbols, [notify] Signal numbers
   sudoedit $ETC/env             # API keys (paper trading needs none)
-  add the deploy key: /home/$USER_NAME/.ssh/authorized_keys
+  the deploy key: $0 --deploy-key KEY.pub; on the laptop, [deploy] user = "$DEPLOY_USER"
   deploy a model from the training box: tradekit deploy MODEL_DIR --host $(hostname 2>/dev/null || echo PI)
   sudo systemctl start tradekit-run tradekit-listen && journalctl -u 'tradekit-*' -f
 EOF

@@ -462,3 +462,236 @@ def test_remote_train_usage_error() -> None:
         check=False,
     )
     assert r.returncode == 2 and "unknown argument: --bogus" in r.stderr
+
+
+# -- pi-setup.sh: two users on the Pi ----------------------------------------------------------
+# The real script creates two real local users (random names), a real sudoers rule in
+# /etc/sudoers.d and the Pi's directories under a temporary root; the deploy user logs in to
+# the real sshd with its own key. Everything is removed afterwards. Needs root (CI is root).
+
+PLANTED = "kraken-secret-planted-7c1e"
+
+
+@dataclass
+class Pi:
+    root: Path
+    prefix: Path
+    data: Path
+    etc: Path
+    loop_status: Path
+    service: str
+    deploy: str
+    sudoers: Path
+    sshd: Sshd
+
+    def ssh(self, user: str, cmd: str) -> subprocess.CompletedProcess[str]:
+        """``cmd`` in a real SSH session as ``user`` (the OpenSSH client, key only)."""
+        s = self.sshd
+        return subprocess.run(
+            ["ssh", "-i", str(s.key), "-p", str(s.port), "-o", "BatchMode=yes",
+             "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={s.known_hosts}",
+             "-o", "StrictHostKeyChecking=yes", f"{user}@{s.host}", cmd],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TRADEKIT_PREFIX": str(self.prefix),
+            "TRADEKIT_DATA_DIR": str(self.data),
+            "TRADEKIT_ETC": str(self.etc),
+            "TRADEKIT_LIBEXEC": str(self.loop_status.parent),
+            "TRADEKIT_SUDOERS": str(self.sudoers),
+            "TRADEKIT_SERVICE_USER": self.service,
+            "TRADEKIT_DEPLOY_USER": self.deploy,
+            "TRADEKIT_VENV": str(self.root / "venv"),
+        }
+
+
+@pytest.fixture
+def pi(sshd: Sshd) -> Iterator[Pi]:
+    import secrets
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("pi-setup.sh creates local users and a sudoers rule: run as root (CI does)")
+    for tool in ("useradd", "userdel", "sudo", "visudo", "su", "ssh"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not found (apt-get install sudo openssh-client passwd)")
+    if not Path("/usr/bin/python3").is_file():
+        pytest.skip("no /usr/bin/python3 for the status helper")
+    tag = secrets.token_hex(3)
+    root = Path(tempfile.mkdtemp(prefix="tradekit-pi-"))
+    root.chmod(0o755)  # the users must reach their directories
+    _stand_in_venv(root / "venv", root / "opt")
+    pi = Pi(
+        root=root,
+        prefix=root / "opt",
+        data=root / "srv",
+        etc=root / "etc",
+        loop_status=root / "libexec" / "tradekit-loop-status",
+        service=f"tks{tag}",
+        deploy=f"tkd{tag}",
+        sudoers=Path(f"/etc/sudoers.d/tradekit-test-{tag}"),  # no dot: sudo skips such names
+        sshd=sshd,
+    )
+    try:
+        r = subprocess.run(
+            ["bash", str(RECIPES / "pi-setup.sh"), "--only-accounts",
+             "--deploy-key", f"{sshd.key}.pub"],
+            env={**os.environ, **pi.env()}, capture_output=True, text=True, timeout=120,
+            check=False,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        yield pi
+    finally:
+        pi.sudoers.unlink(missing_ok=True)
+        for user in (pi.deploy, pi.service):
+            subprocess.run(["userdel", "--remove", user], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _stand_in_venv(venv: Path, prefix: Path) -> None:
+    """The Pi's venv as the status helper uses it. This checkout's interpreter lives under
+    root's home, which the Pi's users cannot enter, so ``bin/tradekit`` stands in for
+    ``tradekit status --json`` of a loop that runs the release ``current`` points at (the real
+    loop and status are tested in test_deploy.py); it says more than deploy may learn, and
+    records who ran it, where."""
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3")
+    tk = venv / "bin" / "tradekit"
+    tk.write_text(
+        "#!/bin/sh\n"
+        f'v=$(sed -n \'s/.*"model_version": *"\\([^"]*\\)".*/\\1/p\' '
+        f"{prefix}/current/release.json 2>/dev/null)\n"
+        'printf "%s %s %s\\n" "$(id -un)" "$PWD" "$*" > .status-ran\n'
+        'printf \'{"schema":"status/1","running":true,"state":"running",'
+        '"model_version":"%s","equity":1234.5,"positions":[{"symbol":"BTC/USD"}],'
+        '"ledger":"%s/state/tradekit.db","heartbeat_ms":1}\\n\' "$v" "$PWD"\n'
+    )
+    tk.chmod(0o755)
+    venv.chmod(0o755)
+
+
+def _denied(r: subprocess.CompletedProcess[str]) -> bool:
+    return r.returncode != 0 and "Permission denied" in r.stderr
+
+
+def _sudo_refused(r: subprocess.CompletedProcess[str]) -> bool:
+    return r.returncode != 0 and "a password is required" in r.stderr
+
+
+def test_pi_setup_two_users_and_the_boundary_between_them(pi: Pi, tmp_path: Path) -> None:
+    import pwd
+
+    svc, dep = pwd.getpwnam(pi.service), pwd.getpwnam(pi.deploy)
+    assert svc.pw_shell.endswith("nologin") and dep.pw_shell == "/bin/sh"
+    groups = {u: subprocess.run(["id", "-nG", u], capture_output=True, text=True, check=True)
+              .stdout.split() for u in (pi.service, pi.deploy)}  # fmt: skip
+    assert pi.deploy not in groups[pi.service] and pi.service not in groups[pi.deploy]
+    # The service user has no shell to log in to, and no key works for it.
+    r = subprocess.run(["su", "-", pi.service, "-c", "true"], capture_output=True, text=True,
+                       check=False)  # fmt: skip
+    assert r.returncode != 0 and "not available" in r.stdout + r.stderr
+    assert pi.ssh(pi.service, "true").returncode == 255
+    assert pi.ssh(pi.deploy, "id -un").stdout.strip() == pi.deploy
+
+    # The service, as systemd starts it: the service user, secrets in its environment (and in
+    # the root-only env file), a ledger in its data directory.
+    (pi.etc / "env").write_text(f"TRADEKIT_EXCHANGE_SECRET={PLANTED}\n")
+    ledger = pi.data / "state" / "tradekit.db"
+    ledger.write_text("ledger")
+    os.chown(ledger, svc.pw_uid, svc.pw_gid)
+    ledger.chmod(0o640)
+    service = subprocess.Popen(
+        ["sleep", "300"], user=pi.service, group=pi.service, extra_groups=[], cwd=pi.data,
+        env={"PATH": "/usr/bin:/bin", "TRADEKIT_EXCHANGE_SECRET": PLANTED},
+    )  # fmt: skip
+    try:
+        pid = service.pid
+        assert PLANTED.encode() in Path(f"/proc/{pid}/environ").read_bytes()  # root can
+        probes = {
+            "environ": f"cat /proc/{pid}/environ",
+            "env file": f"cat {pi.etc}/env",
+            "etc": f"ls {pi.etc}",
+            "ledger": f"cat {ledger}",
+            "data dir": f"ls {pi.data}",
+            "write data": f"touch {pi.data}/x",
+        }
+        for what, cmd in probes.items():
+            r = pi.ssh(pi.deploy, cmd)
+            assert _denied(r), (what, r.returncode, r.stdout, r.stderr)
+            assert PLANTED not in r.stdout + r.stderr, what
+        # The command line is public, and holds nothing secret.
+        r = pi.ssh(pi.deploy, f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+        assert r.returncode == 0 and "sleep 300" in r.stdout and PLANTED not in r.stdout
+    finally:
+        service.kill()
+        service.wait()
+
+    # sudo: exactly the two command lines, nothing else, no other arguments.
+    refused = [
+        f"sudo -n -u {pi.service} cat {pi.etc}/env",
+        f"sudo -n -u {pi.service} {pi.loop_status} --anything",
+        f"sudo -n -u {pi.service} /bin/sh -c id",
+        "sudo -n systemctl stop tradekit-run",
+        "sudo -n systemctl restart tradekit-run --now",
+        f"sudo -n cat {pi.etc}/env",
+    ]
+    for cmd in refused:
+        r = pi.ssh(pi.deploy, cmd)
+        assert _sudo_refused(r), (cmd, r.returncode, r.stderr)
+    r = pi.ssh(pi.deploy, "sudo -n systemctl restart tradekit-run")
+    assert "password is required" not in r.stderr, r  # allowed (no systemd here to obey it)
+    assert oct(pi.loop_status.stat().st_mode & 0o7777) == "0o755"
+    assert pi.loop_status.stat().st_uid == 0 and pi.loop_status.parent.stat().st_uid == 0
+
+    # Its own job it can do: a real deploy over SSH as the deploy user into the releases.
+    model = _judged_model(tmp_path)
+    env = {
+        **cli_env(),
+        "TRADEKIT_DEPLOY__HOST": pi.sshd.host,
+        "TRADEKIT_DEPLOY__PORT": str(pi.sshd.port),
+        "TRADEKIT_DEPLOY__USER": pi.deploy,
+        "TRADEKIT_DEPLOY__KEY": str(pi.sshd.key),
+        "TRADEKIT_DEPLOY__KNOWN_HOSTS": str(pi.sshd.known_hosts),
+        "TRADEKIT_DEPLOY__PATH": str(pi.prefix),
+        "TRADEKIT_DEPLOY__RESTART": "",  # no systemd here; the rule is checked above
+        "TRADEKIT_DEPLOY__HEALTH": "loop",
+        "TRADEKIT_DEPLOY__HEALTH_TIMEOUT_S": "30",
+        # The default command, with this Pi's user and path.
+        "TRADEKIT_DEPLOY__STATUS": f"sudo -n -u {pi.service} {pi.loop_status}",
+    }
+    argv = [sys.executable, "-m", "tradekit", "deploy", str(model), "--json"]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    release = pi.prefix / "releases" / doc["release"]
+    assert release.stat().st_uid == dep.pw_uid
+    assert (pi.prefix / "current").resolve() == release.resolve()
+    # The health check went through the helper: run as the service, in its directory, with
+    # its config; and the deploy user learns the loop's state and model, nothing more.
+    ran_by, cwd, args = (pi.data / ".status-ran").read_text().split(" ", 2)
+    assert (ran_by, cwd) == (pi.service, str(pi.data))
+    assert args.split() == ["--config", str(pi.etc / "tradekit.toml"), "status", "--json"]
+    r = pi.ssh(pi.deploy, f"sudo -n -u {pi.service} {pi.loop_status}")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {
+        "schema": "status/1", "running": True, "state": "running",
+        "model_version": doc["model_version"], "heartbeat_ms": 1,
+    }  # fmt: skip
+
+
+def _judged_model(tmp_path: Path) -> Path:
+    """A small model dir with its passing gate receipt (the real gate)."""
+    from tests.test_deploy import judge
+    from tests.test_models import features_frame, write_config, write_features
+    from tradekit.cli.main import main
+
+    write_features(tmp_path / "f.parquet", features_frame(rows=200))
+    cfg = write_config(tmp_path / "m.toml", n_estimators=5, train_window=100, test_window=50,
+                       step=50)  # fmt: skip
+    assert main(["-c", str(cfg), "train", str(tmp_path / "f.parquet"), "-o",
+                 str(tmp_path / "model")]) == 0  # fmt: skip
+    assert judge(tmp_path / "model") == 0
+    return tmp_path / "model"

@@ -1,8 +1,9 @@
 """A throwaway OpenSSH server on a free port of 127.0.0.1 for deploy tests (Debian's
 openssh-server; recipe in ../shared/reference/interfaces.md §4.3).
 
-Key-only login as the user running the tests; the host key is pinned in a ``known_hosts`` file
-the test hands to tradekit. ``cut()`` kills the server (and every session) to simulate a
+Key-only login as the user running the tests (and as any local user through its own
+``~/.ssh/authorized_keys``); the host key is pinned in a ``known_hosts`` file the test hands to
+tradekit. ``cut()`` kills the server (and every session) to simulate a
 connection lost mid-upload.
 """
 
@@ -85,7 +86,9 @@ class Sshd:
             "ListenAddress 127.0.0.1\n"
             f"HostKey {root / 'host_ed25519'}\n"
             f"PidFile {root / 'sshd.pid'}\n"
-            f"AuthorizedKeysFile {root / 'authorized_keys'}\n"
+            # The test's key for the user running the tests; other local users (the Pi's
+            # deploy user in test_recipes) use their own ~/.ssh/authorized_keys.
+            f"AuthorizedKeysFile {root / 'authorized_keys'} .ssh/authorized_keys\n"
             "PubkeyAuthentication yes\n"
             "PasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\n"
