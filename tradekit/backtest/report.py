@@ -60,9 +60,12 @@ def run_backtest(
     policy: PolicyConfig,
     risk: RiskConfig,
     costs: BacktestConfig,
+    *,
+    breakdown: str | None = None,
 ) -> BacktestResult:
     """Load, simulate and measure; writes nothing (see ``write_trades``, ``plot.write_plot``
-    and ``tradekit.contracts.write_json`` for the outputs)."""
+    and ``tradekit.contracts.write_json`` for the outputs). ``breakdown`` (day, week or
+    month) adds the results per calendar period."""
     from tradekit import policy as pol
     from tradekit import risk as rk
     from tradekit.backtest import kernel as kn
@@ -99,6 +102,11 @@ def run_backtest(
         for code, name in sorted(pol.REASON_NAMES.items())
         if code not in (pol.NONE, pol.ENTRY_SIGNAL, pol.DIP_ENTRY)
     }
+    per_exit = {}
+    for code, name in sorted(pol.REASON_NAMES.items()):
+        mine = tr[reasons == code]
+        if len(mine):
+            per_exit[name] = _trade_stats(mine, start)
     risk_events = {rk.CODE_NAMES[c]: int(sim.risk_counts[c]) for c in range(rk.N_CODES)}
     n = len(market.ts)
     report: dict[str, Any] = {
@@ -120,6 +128,7 @@ def run_backtest(
         "metrics": block,
         "per_symbol": per_symbol,
         "exit_reasons": exit_reasons,
+        "per_exit_reason": per_exit,
         "risk_events": risk_events,
         "halts": halt_periods(sim.halts, market.ts),
         "inputs": {
@@ -136,7 +145,76 @@ def run_backtest(
         },
         "conventions": CONVENTIONS,
     }
+    if breakdown is not None:
+        report["breakdown"] = {
+            "period": breakdown,
+            "rows": periods(sim.equity, tr, market.ts, start, breakdown),
+        }
     return BacktestResult(report, market, sim, bh)
+
+
+def _trade_stats(tr: NDArray[np.float64], start: float) -> dict[str, Any]:
+    from tradekit.backtest import kernel as kn
+
+    pnl = tr[:, kn.T_PNL]
+    n = len(tr)
+    return {
+        "trades": n,
+        "wins": int((pnl > 0).sum()),
+        "win_rate": float((pnl > 0).mean()) if n else None,
+        "pnl": float(pnl.sum()),
+        "avg_pnl_pct": float(tr[:, kn.T_PNL_PCT].mean()) if n else None,
+        "avg_candles": float((tr[:, kn.T_EXIT_IDX] - tr[:, kn.T_ENTRY_IDX] + 1).mean())
+        if n
+        else None,
+        "return_contribution": float(pnl.sum()) / start,
+    }
+
+
+BREAKDOWNS = ("day", "week", "month")
+
+
+def _period_keys(ts: NDArray[np.int64], period: str) -> list[str]:
+    """Each candle's UTC period: 2024-01-31, 2024-W05 (ISO week) or 2024-01."""
+    fmt = {"day": "%Y-%m-%d", "week": "%G-W%V", "month": "%Y-%m"}[period]
+    days = np.unique(ts // 86_400_000)
+    names = {int(d): datetime.fromtimestamp(int(d) * 86_400, tz=UTC).strftime(fmt) for d in days}
+    return [names[int(d)] for d in ts // 86_400_000]
+
+
+def periods(
+    equity: NDArray[np.float64],
+    trades: NDArray[np.float64],
+    ts: NDArray[np.int64],
+    start: float,
+    period: str,
+) -> list[dict[str, Any]]:
+    """Per calendar period (UTC): the return of the equity from the previous period's last
+    close to this one's, the deepest drawdown inside it, and the trades that closed in it."""
+    import itertools
+
+    from tradekit.backtest import kernel as kn
+    from tradekit.backtest.metrics import drawdown
+
+    if len(ts) == 0:
+        return []
+    keys = _period_keys(ts, period)
+    edges = [0] + [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]] + [len(keys)]
+    exit_idx = trades[:, kn.T_EXIT_IDX].astype(np.int64)
+    out = []
+    prev = start
+    for a, b in itertools.pairwise(edges):
+        mine = trades[(exit_idx >= a) & (exit_idx < b)]
+        end = float(equity[b - 1])
+        dd, _ = drawdown(equity[a:b], prev)
+        row = {"period": keys[a], "start": iso(ts[a]), "candles": b - a}
+        row.update(_trade_stats(mine, start))
+        row["return"] = end / prev - 1.0
+        row["max_drawdown"] = dd
+        row["final_equity"] = end
+        out.append(row)
+        prev = end
+    return out
 
 
 def measure(

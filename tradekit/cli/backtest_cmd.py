@@ -46,18 +46,31 @@ def backtest(
             "--plot", metavar="FILE", help="Also draw equity vs buy-and-hold and drawdown (PNG)."
         ),
     ] = None,
+    breakdown: Annotated[
+        str | None,
+        typer.Option(
+            "--breakdown",
+            metavar="PERIOD",
+            help="Also results per pair, per exit reason and per day, week or month "
+            "(tables, and 'breakdown' in the report).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Simulate the policy and risk limits on OHLCV + predictions: -> backtest/1 report."""
-    from tradekit.backtest.report import run_backtest, write_trades
+    from tradekit.backtest.report import BREAKDOWNS, run_backtest, write_trades
     from tradekit.cli import output as out
     from tradekit.contracts import write_json
 
     if as_json and output == "-":
         raise UsageError("--json and -o - both want stdout; write the report to a file")
+    if breakdown is not None and breakdown not in BREAKDOWNS:
+        raise UsageError(f"--breakdown {breakdown!r}: choose {', '.join(BREAKDOWNS)}")
     cfg = state(ctx).config
     with out.status(f"backtest {ohlcv}"):
-        result = run_backtest(ohlcv, predictions, cfg.policy, cfg.risk, cfg.backtest)
+        result = run_backtest(
+            ohlcv, predictions, cfg.policy, cfg.risk, cfg.backtest, breakdown=breakdown
+        )
     if trades:
         write_trades(result, trades)
     if plot:
@@ -92,9 +105,36 @@ def backtest(
         rows,
         justify_right=["value"],
     )
+    if breakdown is not None:
+        _breakdown_tables(result.report)
     # A halt or a cap that blocked entries explains a flat equity curve: say so.
     blocked = {k: v for k, v in result.report.get("risk_events", {}).items() if k != "ok" and v}
     if blocked:
         out.say("risk limits: " + ", ".join(f"{k} {v}" for k, v in sorted(blocked.items())))
     if as_json:
         out.emit_json(result.report)
+
+
+_STATS = ["trades", "win_rate", "pnl", "avg_pnl_pct", "return_contribution"]
+
+
+def _breakdown_tables(report: dict[str, Any]) -> None:
+    """Per pair, per exit reason and per period, as Freqtrade users know them."""
+    from tradekit.cli import output as out
+
+    def cells(d: dict[str, Any], keys: list[str]) -> list[str]:
+        pct = ("win_rate", "avg_pnl_pct", "return_contribution", "return", "max_drawdown")
+        return [
+            "n/a" if d.get(k) is None else f"{d[k]:.2%}" if k in pct else _fmt(k, d[k])
+            for k in keys
+        ]
+
+    pair_keys = ["trades", "win_rate", "pnl", "fees", "return_contribution"]
+    rows = [[s, *cells(d, pair_keys)] for s, d in report["per_symbol"].items()]
+    out.table("per pair", ["pair", *pair_keys], rows, justify_right=pair_keys)
+    rows = [[r, *cells(d, _STATS)] for r, d in report["per_exit_reason"].items()]
+    out.table("per exit reason", ["exit reason", *_STATS], rows, justify_right=_STATS)
+    b = report["breakdown"]
+    keys = ["trades", "win_rate", "pnl", "return", "max_drawdown"]
+    rows = [[r["period"], *cells(r, keys)] for r in b["rows"]]
+    out.table(f"per {b['period']}", [b["period"], *keys], rows, justify_right=keys)
