@@ -197,6 +197,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "store": bench_store,
     "features": _stage("bench_features", "bench_featurize"),
     "backtest": _stage("bench_backtest", "bench_backtest"),
+    "sweep": _stage("bench_sweep", "bench_sweep"),  # about 3 minutes
     "predict": _stage("bench_models", "bench_predict"),
     "train": _stage("bench_models", "bench_train"),  # about 5 minutes
     "decision": _stage("bench_live", "bench_decision"),
