@@ -19,7 +19,7 @@ from tests.conftest import ROOT, cli_env
 from tests.servers.llm import ANSWER, AnthropicServer, OpenAIServer
 from tests.test_summary import T_END, make_ledger
 from tradekit.config import load_config
-from tradekit.live.ledger import Ledger
+from tradekit.ledger import LedgerView
 
 KEY = "sk-ant-test-0123456789abcdef"
 MODEL_ID = "claude-haiku-5-5-test"
@@ -82,8 +82,8 @@ def anthropic_env(server: AnthropicServer, **extra: str) -> dict[str, str]:
 
 
 def asks(path: Path) -> list[dict[str, object]]:
-    with Ledger(path, readonly=True) as led:
-        return [dict(r) for r in led.db.execute("SELECT * FROM asks ORDER BY id")]
+    with LedgerView(path) as view:
+        return view.asks()
 
 
 # -- Anthropic ---------------------------------------------------------------------------------

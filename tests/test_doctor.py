@@ -51,7 +51,7 @@ def _checks(out: str) -> dict[str, dict[str, object]]:
 
 
 def test_ready_paper_machine_passes(run_cli, shared_data: Path, tmp_path: Path) -> None:
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import Ledger
 
     Ledger(tmp_path / "state" / "tradekit.db").close()
     # The server's clock runs with the local one (not fixed when it started), so the skew is

@@ -170,27 +170,27 @@ def test_stop_loss_rests_then_fills_when_crossed(sim: KrakenSim, broker: Exchang
     assert broker.open_orders() == []
 
 
-def test_dead_mans_switch_cancels_unless_refreshed(sim: KrakenSim, broker: ExchangeBroker) -> None:
-    broker.place(buy("k-entry"))
-    stop = OrderRequest(
-        key="k-dms", symbol="BTC/USD", side="sell", qty=0.01, kind="stop", stop_price=30000.0
-    )
-    st = broker.place(stop)
-    broker.heartbeat(3600)
-    sim.advance_to(NOW_MS + HOUR_MS // 2)
-    broker.heartbeat(3600)  # re-armed: the first deadline (01:00) no longer applies
-    sim.advance_to(NOW_MS + HOUR_MS)
-    assert broker.refresh(st).status == "open"
-    sim.advance_to(NOW_MS + 2 * HOUR_MS)  # not refreshed by 01:30
-    gone = broker.refresh(st)
-    assert gone.status == "canceled" and gone.filled == 0.0
-    assert "Dead man" in gone.message
-    # heartbeat(0) disarms: a resting order then survives.
-    st2 = broker.place(OrderRequest("k-dms2", "BTC/USD", "sell", 0.01, "stop", 30000.0))
-    broker.heartbeat(60)
-    broker.heartbeat(0)
-    sim.advance_to(NOW_MS + 3 * HOUR_MS)
-    assert broker.refresh(st2).status == "open"
+def test_deadline_travels_with_each_attempt(sim: KrakenSim, broker: ExchangeBroker) -> None:
+    """Each AddOrder carries Kraken's deadline (RFC 3339, whole seconds, never earlier than
+    asked); the hook is asked again for the retry after a fault."""
+    asked: list[int] = []
+
+    def deadline() -> int:
+        asked.append(sim.now_ms + 30_000 + len(asked))
+        return asked[-1]
+
+    sim.inject("AddOrder", "500")
+    broker.place(buy("k-deadline"), deadline=deadline)
+    sent = [q for p, q in sim.requests if p.endswith("/AddOrder")]
+    assert len(asked) == 2 == len(sent)
+    # 30 s exactly, then 30.001 s rounded up to the next whole second.
+    assert [q["deadline"] for q in sent] == ["2022-06-01T00:00:30Z", "2022-06-01T00:00:31Z"]
+
+
+def test_request_past_its_deadline_is_refused(sim: KrakenSim, broker: ExchangeBroker) -> None:
+    st = broker.place(buy("k-late"), deadline=lambda: sim.now_ms - 1_000)
+    assert st.status == "rejected" and "Deadline" in st.message
+    assert sim.orders == []
 
 
 def test_cancel_open_and_already_closed_orders(sim: KrakenSim, broker: ExchangeBroker) -> None:

@@ -24,7 +24,7 @@ import pytest
 from tests.conftest import Result, cli_env
 from tests.servers.signal import SignalServer, envelope, receipt
 from tradekit.config import load_config
-from tradekit.live.ledger import Ledger, now_ms
+from tradekit.ledger import Ledger, SideLedger, now_ms
 from tradekit.notify import text as tx
 from tradekit.notify.commands import Commander
 from tradekit.notify.courier import Courier
@@ -188,7 +188,7 @@ def test_kill_needs_the_confirmation_code(
 def test_expired_kill_code_does_nothing(signal: SignalServer, ledger_path: Path) -> None:
     cfg = load_config(None)
     t = [1_000_000]
-    with Ledger(ledger_path) as ledger, SignalClient(signal.url, OWNER) as client:
+    with SideLedger(ledger_path) as ledger, SignalClient(signal.url, OWNER) as client:
         cmd = Commander(
             cfg, ledger, client, state_path=str(ledger_path), allow={OWNER}, clock=lambda: t[0]
         )
@@ -277,12 +277,7 @@ T = 1_704_067_200_000
 
 def add_fill(db: Ledger, key: str, sym: str, side: str, qty: float, px: float, reason: str,
              candle: int) -> None:  # fmt: skip
-    with db.tx() as c:
-        c.execute(
-            "INSERT INTO fills (order_key, symbol, side, qty, price, fee, reason, candle_ms, "
-            "created_ms) VALUES (?, ?, ?, ?, ?, 0.1, ?, ?, ?)",
-            (key, sym, side, qty, px, reason, candle, now_ms()),
-        )
+    db.add_fill(key, sym, side, qty, px, qty * px, 0.1, reason, candle)
 
 
 def add_trade(db: Ledger, sym: str, entry: int, exit_: int, pnl: float, reason: str) -> None:
@@ -302,7 +297,9 @@ def client(signal: SignalServer) -> Iterator[SignalClient]:
 
 
 def courier(ledger: Ledger, client: SignalClient, **kw: Any) -> Courier:
-    return Courier(ledger, client, [OWNER, FRIEND], retry_s=0.0, **{"batch_s": 0.0, **kw})
+    # The courier writes beside the loop: its own side handle on the same file.
+    side = SideLedger(ledger.path)
+    return Courier(side, client, [OWNER, FRIEND], retry_s=0.0, **{"batch_s": 0.0, **kw})
 
 
 def test_courier_lines_partial_exit_collapsed_errors_and_levels(

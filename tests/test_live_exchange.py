@@ -45,7 +45,7 @@ def signals(path: Path, period: int = 6) -> None:
 def setup(tmp: Path, sim: KrakenSim, stoploss: float = 0.01) -> tuple[list[str], dict[str, str]]:
     toml = tmp / "live.toml"
     toml.write_text(
-        '[run]\nmode = "live"\ndeadman_s = 60\n'
+        '[run]\nmode = "live"\norder_deadline_s = 2\n'
         '[exchange]\nsymbols = ["BTC/USD"]\nrate_limit = false\nretry_backoff_s = 0.01\n'
         "retries = 4\ntimeout_s = 0.6\n"
         f"[policy]\nstoploss = {stoploss}\ntrailing_stop = 0.0\ntake_profit = 0.0\n"
@@ -97,7 +97,7 @@ def assert_matches(db: Path, sim: KrakenSim) -> None:
             assert status == o.status, (key, status, o.status)
     filled_keys = {k for k, _, _, f in orders if f > 0}
     assert {k for k, _ in fills} == filled_keys
-    assert state["cash"] == pytest.approx(sim.balances.get("ZUSD", 0.0), abs=1e-6)
+    assert state["wallet"]["cash"] == pytest.approx(sim.balances.get("ZUSD", 0.0), abs=1e-6)
     held = state["accounts"][0]["qty"]
     assert held == pytest.approx(sim.balances.get("XXBT", 0.0), abs=1e-12)
 
@@ -149,7 +149,7 @@ def test_exchange_stop_fills_while_down_and_is_reconciled(tmp_path: Path, sim: K
     sim.advance_to(sim.now_ms + 12 * HOUR)  # the loop is down; the market trades through
     assert stops[0].status == "closed", "the stop held on the exchange while the loop was down"
     r = once(args, env)
-    assert "reconciled" in r.stderr
+    assert "state recovered" in r.stderr
     with sqlite3.connect(tmp_path / "live.db") as con:
         trades = con.execute("SELECT exit_reason, exit_price FROM trades").fetchall()
         gaps = con.execute("SELECT count(*) FROM events WHERE kind = 'gap'").fetchone()[0]

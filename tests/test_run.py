@@ -346,7 +346,7 @@ def test_sigterm_stops_after_the_cycle_and_keeps_positions(
         loop.wait_for("READY=1", ready)
         assert _count(tmp_path, "SELECT count(*) FROM positions") == len(SYMBOLS)
         loop.proc.send_signal(signal.SIGTERM)
-        assert loop.proc.wait(timeout=10) == 0, loop.output()
+        assert loop.proc.wait(timeout=10) == 130, loop.output()  # a clean stop by signal
     finally:
         loop.stop()
         got.extend(_datagrams(sock))
@@ -504,6 +504,7 @@ def test_paper_ledger_is_not_reused_for_live(
     decisions = _count(tmp_path, "SELECT count(*) FROM decisions")
     live = {
         **env,
+        "TRADEKIT_EXCHANGE__SYMBOLS": "BTC/USD",  # live keeps one quote currency
         "TRADEKIT_RUN__MODE": "live",
         "TRADEKIT_EXCHANGE_API_KEY": "key",
         "TRADEKIT_EXCHANGE_SECRET": "c2VjcmV0",
@@ -520,8 +521,8 @@ def test_paper_ledger_is_not_reused_for_live(
 _HISTORY_ROWS = {
     "decisions": "INSERT INTO decisions (candle_ms, symbol, phase, action, reason, created_ms) "
     "VALUES (1, 'BTC/USD', 'close', 'wait', 'none', 1)",
-    "fills": "INSERT INTO fills (order_key, symbol, side, qty, price, fee, reason, candle_ms, "
-    "created_ms) VALUES ('k', 'BTC/USD', 'buy', 1, 1, 0, 'x', 1, 1)",
+    "fills": "INSERT INTO fills (order_key, seq, symbol, side, qty, price, value, fee, reason, "
+    "candle_ms, created_ms) VALUES ('k', 1, 'BTC/USD', 'buy', 1, 1, 1, 0, 'x', 1, 1)",
     "trades": "INSERT INTO trades (symbol, entry_ms, exit_ms, entry_price, exit_price, qty, fees, "
     "pnl, pnl_pct, exit_reason, entry_reason, mae, partial_exits, created_ms) "
     "VALUES ('BTC/USD', 1, 2, 1, 1, 1, 0, 0, 0, 'x', 'y', 0, 0, 1)",
@@ -532,7 +533,7 @@ _HISTORY_ROWS = {
 
 
 def test_history_tables_are_append_only(tmp_path: Path) -> None:
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import Ledger
 
     path = tmp_path / "l.db"
     Ledger(path).close()
@@ -559,7 +560,7 @@ def test_history_tables_are_append_only(tmp_path: Path) -> None:
 def test_newer_ledger_schema_is_refused(
     run_cli: RunCli, kraken: KrakenServer, kraken_env: dict[str, str], tmp_path: Path
 ) -> None:
-    from tradekit.live.ledger import VERSION, Ledger
+    from tradekit.ledger import VERSION, Ledger
 
     preds = _predictions(tmp_path / "preds.parquet")
     db = tmp_path / "state" / "ledger.db"
@@ -785,7 +786,7 @@ def test_model_reload_while_running(
         loop.wait_for("the third candle", lambda: closes() == 3)
         assert _status(run_cli, env)["model_version"] == vb
         loop.proc.send_signal(signal.SIGTERM)
-        assert loop.proc.wait(timeout=10) == 0, loop.output()
+        assert loop.proc.wait(timeout=10) == 130, loop.output()  # a clean stop by signal
     finally:
         loop.stop()
     by_candle = _q(
@@ -840,7 +841,7 @@ def test_exchange_outage_does_not_end_the_loop(
             "the next candle", lambda: _count(tmp_path, "SELECT count(*) FROM equity") == 2
         )
         loop.proc.send_signal(signal.SIGTERM)
-        assert loop.proc.wait(timeout=10) == 0
+        assert loop.proc.wait(timeout=10) == 130
     finally:
         loop.stop()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli_env
-from tradekit.live.ledger import Ledger
+from tradekit.ledger import Ledger, LedgerView, SideLedger
 
 GOLDEN = Path(__file__).parent / "golden"
 HOUR_MS = 3_600_000
@@ -122,7 +122,7 @@ def test_json_figures_match_the_ledger(run_cli, ledger):
     assert doc["schema"] == "summary/1" and doc["period"] == "day"
     start_ms = doc["start_ms"]
     assert doc["end_ms"] - start_ms == DAY_MS
-    with Ledger(ledger, readonly=True) as led:
+    with LedgerView(ledger) as led:
         trades = led.db.execute(
             "SELECT pnl FROM trades WHERE exit_ms > ? AND exit_ms <= ?", (start_ms, doc["end_ms"])
         ).fetchall()
@@ -155,7 +155,9 @@ def test_risk_state_paused_and_killed(run_cli, ledger):
         assert doc is not None
         led.save_engine({**doc, "paused": True}, T_END)
         assert "Risk: paused" in run_cli("summary", "--state", str(ledger)).out
-        cid = led.request("kill")
+    with SideLedger(ledger) as side:
+        cid = side.request("kill")
+    with Ledger(ledger) as led:
         led.control_done(cid, "closed 1 position")
     out = run_cli("summary", "--state", str(ledger)).out
     assert "Risk: killed" in out

@@ -1,5 +1,5 @@
-"""``python -m tradekit``: the same as the ``tradekit`` command."""
+"""``python -m tradekit``."""
 
-from tradekit.cli.main import run
+from tradekit.entry import run
 
 run()

@@ -126,6 +126,31 @@ def book_more(a: Rec, w: Rec, qty: float, value: float, fee: float) -> None:
     a.fees += fee
 
 
+@njit(cache=True)
+def adopt(a: Rec, qty: float, price: float, t: int) -> None:
+    """Take a position the exchange holds and the ledger does not explain (``reconcile
+    --adopt``): ``qty`` marked at ``price`` as its cost, without a fill or a cash flow (the
+    quote balance is adopted on its own)."""
+    if a.qty <= 0.0:
+        a.entry_t = t
+        a.entry_price = price
+        a.entry_qty = qty
+        a.cost = qty * price
+        a.proceeds = 0.0
+        a.exit_qty = 0.0
+        a.exit_value = 0.0
+        a.fees = 0.0
+        a.mae_low = price
+        a.mfe_high = price
+        a.n_partial = 0
+        a.entry_reason = -1  # adopted: not a policy decision
+        a.entry_sig = t
+    else:
+        a.entry_qty += qty - a.qty
+        a.cost += (qty - a.qty) * price
+    a.qty = qty
+
+
 @njit(cache=True, inline="always")
 def book_sell(a: Rec, w: Rec, qty: float, value: float, fee: float, dust: float) -> bool:
     """A sell fill; True when the position is now flat (a remainder below ``dust`` of the
@@ -190,6 +215,8 @@ def open_exposure(
 
 
 def equity(acct: NDArray[np.void], cash: float) -> float:
-    """Cash plus every position at its last close (what ``status`` shows between candles)."""
+    """Cash plus every position at its last close (at its entry price before its first
+    close): what ``status`` shows between candles."""
     held = acct["qty"] > 0.0
-    return float(cash + (acct["qty"][held] * acct["last_close"][held]).sum())
+    mark = np.where(np.isnan(acct["last_close"]), acct["entry_price"], acct["last_close"])
+    return float(cash + (acct["qty"][held] * mark[held]).sum())

@@ -58,6 +58,13 @@ def _fraction(v: float) -> str | None:
     return None if 0 <= v <= 1 else f"must be a fraction between 0 and 1 (0.2 = 20%), got {v}"
 
 
+def _between(low: float, high: float) -> Check:
+    def check(v: float) -> str | None:
+        return None if low <= v <= high else f"must be between {low:g} and {high:g}, got {v}"
+
+    return check
+
+
 def _one_of(*choices: str) -> Check:
     def check(v: str) -> str | None:
         return None if v in choices else f"must be one of {', '.join(choices)}; got {v!r}"
@@ -316,11 +323,11 @@ class RunConfig:
     exchange_stops: bool = _opt(
         True, "live: keep each position's stop-loss as an order on the exchange"
     )
-    deadman_s: int = _opt(
-        60,
-        "live: dead man's switch armed while an order is in flight: the exchange cancels it "
-        "if the loop dies mid-order (resting stops are kept; 0 = off)",
-        _non_negative,
+    order_deadline_s: int = _opt(
+        30,
+        "live: Kraken rejects an order request still queued this many seconds after it left "
+        "(AddOrder deadline, 2..60), so a lost request cannot fill later; resting stops stay",
+        _between(2, 60),
     )
     history: int = _opt(
         0,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -150,31 +149,23 @@ class Doctor:
         return OK, text
 
     def model(self) -> tuple[str, str]:
-        from tradekit.live.loop import Runner
+        from tradekit.live.startup import load_model
 
         d = Path(self.cfg.run.model).expanduser()
         if not (d / "manifest.json").exists():
             return (FAIL if self.live else WARN), f"{d}: no deployed model (manifest.json)"
         # The checks `run` makes at start: files match the manifest, timeframe, a model for
         # every symbol, the feature set, the model's library installed and loading.
-        runner = Runner(self.cfg, live=self.live, state=self.cfg.run.state, model_dir=d)
-        model = runner.load_model()
+        model = load_model(self.cfg, d)
         return OK, f"{d}: {model.kind} model {model.version}, files verified, loads"
 
     def state(self) -> tuple[str, str]:
-        from tradekit.live.ledger import VERSION
+        from tradekit.ledger import VERSION, inspect
 
         p = Path(self.cfg.run.state).expanduser()
         if not p.exists():
             return WARN, f"{p}: no ledger yet (created by the first `tradekit run`)"
-        uri = f"file:{p.resolve()}?mode=ro"
-        db = sqlite3.connect(uri, uri=True, timeout=5.0)
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-            result = db.execute("PRAGMA quick_check").fetchone()[0]
-            runs = db.execute("SELECT count(*) FROM runs").fetchone()[0] if version else 0
-        finally:
-            db.close()
+        version, result, runs = inspect(p)
         if result != "ok":
             return FAIL, f"{p}: integrity check failed: {result}"
         if version > VERSION:

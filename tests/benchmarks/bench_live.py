@@ -81,8 +81,9 @@ def bench_decision(rounds: int = 30) -> None:
     from tradekit.config import load_config
     from tradekit.features.build import build_features
     from tradekit.features.sets import tail_candles
-    from tradekit.live.engine import Engine, PaperBroker
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import Ledger
+    from tradekit.live.brokers import PaperBroker
+    from tradekit.live.engine import Engine
     from tradekit.live.loop import History, ModelSignals
     from tradekit.models.predict import load_model
 

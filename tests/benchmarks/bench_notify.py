@@ -93,7 +93,7 @@ def bench_notify() -> None:
 
     from tests.servers.signal import SignalServer
     from tradekit.config import load_config
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import Ledger
     from tradekit.notify import send
     from tradekit.notify.listen import listen
 

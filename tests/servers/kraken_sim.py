@@ -24,6 +24,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
+import random
+import signal
 import socket
 import threading
 import time
@@ -40,6 +43,19 @@ import numpy as np
 from tests.servers.kraken import HOUR_S, Handler, resample
 
 HOUR_MS = HOUR_S * 1000
+# Faults a private call may meet at random: answers lost after the fact, 5xx, rate limits,
+# busy, timeouts before processing, nonce errors, requests stuck in the queue.
+RANDOM_FAULTS = (
+    "lost",
+    "lost_slow",
+    "500",
+    "429",
+    "ratelimit",
+    "busy",
+    "timeout",
+    "nonce",
+    "queued",
+)
 CANDLE_FILES = {
     "XXBTZUSD": "XBTUSD_60.csv",
     "XETHZUSD": "ETHUSD_60.csv",
@@ -132,6 +148,10 @@ class KrakenSim:
         self.orders: list[SimOrder] = []
         self.fills: list[dict[str, Any]] = []
         self.deadline_ms: int | None = None  # dead man's switch
+        self.fault_rate = 0.0  # chance of a random fault on each private call
+        self.rng = random.Random(0)
+        self.queued: list[dict[str, str]] = []  # AddOrders stuck in the queue ("queued" fault)
+        self.kill_at: tuple[str, int, int] | None = None  # (path suffix, nth request, pid)
         self.nonces: dict[str, int] = {}
         self.lock = threading.RLock()
         self._seq = 0
@@ -157,6 +177,21 @@ class KrakenSim:
     def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def kill_after(self, method: str, nth: int, pid: int) -> None:
+        """SIGKILL ``pid`` once the ``nth`` request to ``method`` (counted from now) has been
+        processed, before it is answered."""
+        self.kill_at = (self._path(method), nth, pid)
+
+    def _kill_due(self, path: str) -> int | None:
+        if self.kill_at is None or self.kill_at[0] != path:
+            return None
+        where, nth, pid = self.kill_at
+        if nth > 1:
+            self.kill_at = (where, nth - 1, pid)
+            return None
+        self.kill_at = None
+        return pid
 
     def inject(self, method: str, *faults: str) -> None:
         """Queue faults for a method name (``AddOrder``) or a full path."""
@@ -209,6 +244,14 @@ class KrakenSim:
                         events.append((hit[0], 1, o, hit[1]))
             if self.deadline_ms is not None and old < self.deadline_ms <= ms:
                 events.append((self.deadline_ms, 0, None, 0.0))  # 0: before fills at that time
+            for q in self.queued:
+                # A queued AddOrder reaches the matching engine a minute later: refused when
+                # its deadline has passed by then, else placed.
+                self.now_ms = old + 60_000
+                with contextlib.suppress(SimError):
+                    Private(self, q).m_AddOrder()
+                self.now_ms = old
+            self.queued.clear()
             for t, _, order, px in sorted(events, key=lambda e: (e[0], e[1])):
                 if order is None:
                     self.deadline_ms = None
@@ -362,7 +405,28 @@ class SimHandler(Handler):
             sim.requests.append((path, dict(q)))
             queue = sim.faults.get(path) or []
             fault = queue.pop(0) if queue else None
-        if fault == "500":
+            private = path.startswith("/0/private/")
+            if fault is None and private and sim.fault_rate and sim.rng.random() < sim.fault_rate:
+                fault = sim.rng.choice(RANDOM_FAULTS)
+            kill = sim._kill_due(path)
+        if kill:
+            # The request reached the exchange and was processed; the client dies before it
+            # hears the answer (SIGKILL between "sent" and "answered").
+            with sim.lock:
+                self._answer(path, q)
+            os.kill(kill, signal.SIGKILL)
+            self._drop()
+            return
+        if fault == "queued" and path.endswith("/AddOrder"):
+            # Stuck in the exchange's queue: processed at the next clock step, after the
+            # client gave up on an answer.
+            with sim.lock:
+                sim.queued.append(dict(q))
+            self._drop()
+            return
+        if fault == "nonce":
+            self._send(200, b'{"error":["EAPI:Invalid nonce"]}')
+        elif fault == "500":
             self._send(502, b"<html><body>502 Bad Gateway</body></html>", "text/html")
         elif fault == "429":
             self._send(429, b'{"error":["EGeneral:Too many requests"]}')
@@ -538,6 +602,17 @@ class Private:
             except ValueError:
                 raise SimError("EGeneral:Invalid arguments:price") from None
         userref = self._userref()
+        deadline = q.get("deadline")
+        if deadline:
+            # Kraken: "RFC3339 timestamp after which the matching engine should reject the new
+            # order request". The exact error string is not documented; any EOrder: answer is
+            # a refusal to the client.
+            try:
+                limit = datetime.strptime(deadline, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            except ValueError:
+                raise SimError("EGeneral:Invalid arguments:deadline") from None
+            if sim.now_ms > limit.timestamp() * 1000:
+                raise SimError("EOrder:Deadline elapsed")
         if vol < float(info.get("ordermin", 0) or 0):
             raise SimError("EOrder:Order minimum not met")
         px = trigger or sim.price(pair)

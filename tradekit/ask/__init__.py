@@ -153,12 +153,13 @@ def _record(
     latency_ms: int,
     status: str,
 ) -> None:
-    """One row in the ledger's ``asks`` table, through a writable handle opened only for it
-    (the context was read through a read-only one). No ledger: log the usage instead."""
+    """One row in the ledger's ``asks`` table, through the side writer (it never creates or
+    migrates a ledger; the context was read through a read-only view). No ledger, or one of
+    another schema version: log the usage instead."""
     import sqlite3
 
     from tradekit.errors import InputError
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import SideLedger
 
     tokens_in, tokens_out, cost = usage
     if not Path(path).is_file():
@@ -173,7 +174,7 @@ def _record(
         )
         return
     try:
-        with Ledger(path) as ledger:
+        with SideLedger(path) as ledger:
             ledger.ask_usage(
                 provider,
                 model,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradekit.errors import InputError
+from tradekit.ledger import LedgerView
 from tradekit.timeutil import fmt_ms, now_ms
 
 if TYPE_CHECKING:
@@ -79,27 +79,13 @@ def quote_currency(symbols: Sequence[str]) -> str:
     return quotes.pop() if len(quotes) == 1 else ""
 
 
-def last_candle_ms(db: sqlite3.Connection) -> int | None:
-    row = db.execute("SELECT max(candle_ms) FROM equity").fetchone()
-    return int(row[0]) if row and row[0] is not None else None
-
-
-def equity_window(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[str, Any] | None:
+def equity_window(view: LedgerView, start_ms: int, end_ms: int) -> dict[str, Any] | None:
     """Equity over (start, end]: the value at the start (the last candle at or before it, else
     the first inside), at the end, the peak inside, the deepest drawdown inside (from the
     running peak, starting at the start value) and the change."""
-    before = db.execute(
-        "SELECT candle_ms, equity FROM equity WHERE candle_ms <= ? ORDER BY candle_ms DESC LIMIT 1",
-        (start_ms,),
-    ).fetchone()
-    rows = db.execute(
-        "SELECT candle_ms, equity FROM equity WHERE candle_ms > ? AND candle_ms <= ? "
-        "ORDER BY candle_ms",
-        (start_ms, end_ms),
-    ).fetchall()
-    points = ([(int(before[0]), float(before[1]))] if before else []) + [
-        (int(r[0]), float(r[1])) for r in rows
-    ]
+    before = view.equity_at(start_ms)
+    rows = view.equity(start_ms, end_ms)
+    points = ([(int(before["candle_ms"]), float(before["equity"]))] if before else []) + rows
     if not points:
         return None
     peak = points[0][1]
@@ -123,13 +109,9 @@ def equity_window(db: sqlite3.Connection, start_ms: int, end_ms: int) -> dict[st
     }
 
 
-def killed(db: sqlite3.Connection) -> bool:
+def killed(view: LedgerView) -> bool:
     """The last applied control was a kill (a killed bot stays paused until ``resume``)."""
-    row = db.execute(
-        "SELECT command FROM controls WHERE done_ms IS NOT NULL "
-        "AND command IN ('pause', 'resume', 'kill') ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    return bool(row and row[0] == "kill")
+    return view.last_control(("pause", "resume", "kill")) == "kill"
 
 
 def risk_state(snap: dict[str, Any], was_killed: bool) -> dict[str, Any]:
@@ -150,7 +132,7 @@ def risk_state(snap: dict[str, Any], was_killed: bool) -> dict[str, Any]:
     }
 
 
-def _trade(r: sqlite3.Row) -> dict[str, Any]:
+def _trade(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "symbol": r["symbol"],
         "entry_ms": int(r["entry_ms"]),
@@ -165,42 +147,28 @@ def _trade(r: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _ledger_facts(path: Path, drawdown_halt: float, at_ms: int | None) -> dict[str, Any]:
-    from tradekit.live.ledger import Ledger
+def _ledger_facts(path: Path, at_ms: int | None) -> dict[str, Any]:
     from tradekit.live.status import snapshot
 
-    snap = snapshot(path, drawdown_halt=drawdown_halt)
-    with Ledger(path, readonly=True) as ledger:
-        db = ledger.db
-        symbols = [s for s in ledger.meta().get("symbols", "").split(",") if s]
-        last = last_candle_ms(db)
+    snap = snapshot(path)
+    with LedgerView(path) as view, view.snapshot():
+        symbols = view.symbols()
+        last = view.last_candle_ms()
         # Anchored at the latest candle: a replay (or the demo) lives in the past, and for a
         # live loop the latest candle is minutes old.
         anchor = at_ms if at_ms is not None else (last if last is not None else now_ms())
         windows = {}
         for label, days in (("7d", 7), ("30d", 30)):
-            windows[label] = equity_window(db, anchor - days * DAY_MS, anchor)
-        windows["all"] = equity_window(db, -1, anchor)
-        first = db.execute("SELECT equity FROM equity ORDER BY candle_ms LIMIT 1").fetchone()
-        stats = db.execute(
-            "SELECT count(*), coalesce(sum(pnl), 0), coalesce(sum(pnl > 0), 0), "
-            "coalesce(sum(fees), 0) FROM trades"
-        ).fetchone()
-        recent = [
-            _trade(r)
-            for r in db.execute(
-                "SELECT * FROM trades ORDER BY exit_ms DESC, id DESC LIMIT ?", (RECENT_TRADES,)
-            )
-        ][::-1]
+            windows[label] = equity_window(view, anchor - days * DAY_MS, anchor)
+        windows["all"] = equity_window(view, -1, anchor)
+        first = view.first_equity()
+        stats = view.trade_stats()
+        recent = [_trade(r) for r in view.trades(limit=RECENT_TRADES, newest_first=True)][::-1]
         events = [
-            {"ts_ms": r["ts_ms"], "level": r["level"], "kind": r["kind"], "message": r["message"]}
-            for r in db.execute(
-                "SELECT * FROM events WHERE level IN ('warning', 'error', 'critical') "
-                "ORDER BY id DESC LIMIT ?",
-                (RECENT_EVENTS,),
-            )
+            {k: e[k] for k in ("ts_ms", "level", "kind", "message")}
+            for e in view.events(warnings_only=True, limit=RECENT_EVENTS)
         ][::-1]
-        was_killed = killed(db)
+        was_killed = killed(view)
     return {
         "available": True,
         "path": str(path),
@@ -209,14 +177,14 @@ def _ledger_facts(path: Path, drawdown_halt: float, at_ms: int | None) -> dict[s
         "symbols": symbols,
         "as_of_ms": anchor,
         "last_candle_ms": last,
-        "first_equity": float(first[0]) if first else None,
+        "first_equity": first,
         "equity_windows": windows,
         "trades": {
-            "count": int(stats[0]),
-            "pnl": float(stats[1]),
-            "wins": int(stats[2]),
-            "losses": int(stats[0]) - int(stats[2]),
-            "fees": float(stats[3]),
+            "count": int(stats["count"]),
+            "pnl": float(stats["pnl"]),
+            "wins": int(stats["wins"]),
+            "losses": int(stats["count"]) - int(stats["wins"]),
+            "fees": float(stats["fees"]),
             "recent": recent,
         },
         "events": events,
@@ -529,7 +497,7 @@ def build_context(
     files = [(path, *_read_context_file(path)) for path in context_files]
     path = Path(state)
     if path.is_file():
-        facts["ledger"] = _ledger_facts(path, cfg.risk.max_drawdown_halt_frac, at_ms)
+        facts["ledger"] = _ledger_facts(path, at_ms)
         facts["currency"] = facts["ledger"]["currency"]
     else:
         facts["notes"].append(f"ledger not available ({state}): no trading state yet")

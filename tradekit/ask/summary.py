@@ -14,15 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tradekit.ask.context import (
-    DAY_MS,
-    equity_window,
-    killed,
-    last_candle_ms,
-    quote_currency,
-    risk_state,
-)
+from tradekit.ask.context import DAY_MS, equity_window, killed, quote_currency, risk_state
 from tradekit.errors import UsageError
+from tradekit.ledger import LedgerView
 from tradekit.timeutil import fmt_ms, now_ms
 
 SCHEMA = "summary/1"
@@ -33,13 +27,11 @@ LEVEL_ORDER = {"critical": 0, "error": 1, "warning": 2}
 
 def window(path: str | Path, period: str, at_ms: int | None = None) -> tuple[int, int]:
     """(start, end) of the period's window in ms; see the module doc for the anchor."""
-    from tradekit.live.ledger import Ledger
-
     if period not in PERIODS:
         raise UsageError(f"--period {period!r}: expected day or week")
     if at_ms is None:
-        with Ledger(path, readonly=True) as ledger:
-            at_ms = last_candle_ms(ledger.db)
+        with LedgerView(path) as view:
+            at_ms = view.last_candle_ms()
     end = at_ms if at_ms is not None else now_ms()
     return end - PERIODS[period], end
 
@@ -50,39 +42,25 @@ def build_summary(
     period: str = "day",
     at_ms: int | None = None,
     clock_ms: int | None = None,
-    drawdown_halt: float = 0.0,
     model_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """The summary document (schema ``summary/1``) of the ledger at ``path`` over ``period``
     (day or week) ending at ``at_ms`` (default: the latest equity candle). ``clock_ms`` is the
     time the staleness note compares against (default: ``at_ms`` or the wall clock)."""
-    from tradekit.live.ledger import Ledger
     from tradekit.live.status import snapshot
 
     start, end = window(path, period, at_ms)
-    snap = snapshot(path, drawdown_halt=drawdown_halt)
-    with Ledger(path, readonly=True) as ledger:
-        db = ledger.db
-        symbols = [s for s in ledger.meta().get("symbols", "").split(",") if s]
-        eq = equity_window(db, start, end)
-        peak_row = db.execute(
-            "SELECT peak, equity FROM equity WHERE candle_ms <= ? ORDER BY candle_ms DESC LIMIT 1",
-            (end,),
-        ).fetchone()
+    snap = snapshot(path)
+    with LedgerView(path) as view, view.snapshot():
+        symbols = view.symbols()
+        eq = equity_window(view, start, end)
+        peak_row = view.equity_at(end)
         trades = [
-            dict(r)
-            for r in db.execute(
-                "SELECT symbol, exit_ms, pnl, pnl_pct, exit_reason FROM trades "
-                "WHERE exit_ms > ? AND exit_ms <= ? ORDER BY exit_ms, id",
-                (start, end),
-            )
+            {k: r[k] for k in ("symbol", "exit_ms", "pnl", "pnl_pct", "exit_reason")}
+            for r in view.trades(start_ms=start, end_ms=end)
         ]
         events: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in db.execute(
-            "SELECT ts_ms, level, kind, message FROM events WHERE ts_ms > ? AND ts_ms <= ? "
-            "AND level IN ('warning', 'error', 'critical') ORDER BY ts_ms, id",
-            (start, end),
-        ):
+        for r in view.events(start_ms=start, end_ms=end, warnings_only=True, newest_first=False):
             e = events.setdefault((r["level"], r["kind"]), {"count": 0})
             e.update(
                 level=r["level"],
@@ -91,8 +69,8 @@ def build_summary(
                 last_ms=r["ts_ms"],
                 last_message=r["message"],
             )
-        last = last_candle_ms(db)
-        was_killed = killed(db)
+        last = view.last_candle_ms()
+        was_killed = killed(view)
     peak = float(peak_row["peak"]) if peak_row else None
     if peak_row is not None:
         peak = max(peak or 0.0, float(peak_row["equity"]))
@@ -232,14 +210,11 @@ def write_png(path: str | Path, file: str | Path, doc: dict[str, Any]) -> None:
     from matplotlib.figure import Figure
 
     from tradekit.fsutil import atomic_path
-    from tradekit.live.ledger import Ledger
 
-    with Ledger(path, readonly=True) as ledger:
-        rows = ledger.db.execute(
-            "SELECT candle_ms, equity FROM equity WHERE candle_ms >= ? AND candle_ms <= ? "
-            "ORDER BY candle_ms",
-            (doc["start_ms"], doc["end_ms"]),
-        ).fetchall()
+    with LedgerView(path) as view:
+        rows = [
+            (r["candle_ms"], r["equity"]) for r in view.equity_rows(doc["start_ms"], doc["end_ms"])
+        ]
     fig = Figure(figsize=(6, 3.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

@@ -96,7 +96,6 @@ def summary(
         path,
         period=period,
         at_ms=at_ms,
-        drawdown_halt=cfg.risk.max_drawdown_halt_frac,
         model_dir=cfg.run.model,
     )
     if png:

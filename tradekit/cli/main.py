@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -123,6 +124,7 @@ def _register() -> None:
         gate_cmd,
         notify_cmd,
         predict_cmd,
+        reconcile_cmd,
         run_cmd,
         sweep_cmd,
         train_cmd,
@@ -140,6 +142,7 @@ def _register() -> None:
     app.command("pause")(run_cmd.pause)
     app.command("resume")(run_cmd.resume)
     app.command("kill")(run_cmd.kill)
+    app.command("reconcile")(reconcile_cmd.reconcile)
     app.command("deploy")(deploy_cmd.deploy)
     app.command("summary")(ask_cmd.summary)
     app.command("notify")(notify_cmd.notify)
@@ -153,10 +156,19 @@ def _register() -> None:
 _register()
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    # SIGTERM (systemd stop, timeout) unwinds like Ctrl-C: atomic writes are rolled back and
-    # long fetches save what they finished.
-    raise KeyboardInterrupt
+_GLOBAL_VALUES = {"--config", "-c", "--log-level"}
+DEFERRING = ("run",)  # commands that stop at safe points (tradekit.interrupt)
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (after the global options), if any."""
+    it = iter(argv)
+    for tok in it:
+        if tok in _GLOBAL_VALUES:
+            next(it, None)
+        elif not tok.startswith("-"):
+            return tok
+    return None
 
 
 def _error(message: str) -> None:
@@ -169,10 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     the log level is debug)."""
     from typer import _click
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    from tradekit import interrupt
+
+    args = sys.argv[1:] if argv is None else argv
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     command = typer.main.get_command(app)
     code: int
     try:
+        # SIGTERM (systemd stop) and Ctrl-C: `run` stops at its next safe point; any other
+        # command unwinds at once, rolling back its atomic writes (a fetch saves what it has).
+        if _command(args) in DEFERRING:
+            interrupt.defer()
+        else:
+            interrupt.raise_now()
         rv = command.main(args=argv, prog_name="tradekit", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
         if code == 130:  # typer turns Ctrl-C/SIGTERM into Exit(130) before we see it
@@ -204,6 +225,10 @@ def main(argv: list[str] | None = None) -> int:
             "the traceback)"
         )
         code = 70
+    finally:
+        if argv is not None and threading.current_thread() is threading.main_thread():
+            for sig, h in saved.items():  # an in-process call leaves the caller's handlers
+                signal.signal(sig, h)
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):

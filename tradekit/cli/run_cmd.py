@@ -91,17 +91,21 @@ def run(
             f"{summary.mode}: {summary.cycles} new candle(s) in {summary.iterations} "
             f"iteration(s); {summary.exit}"
         )
+    from tradekit import interrupt
+
+    interrupt.check()  # stopped by a signal: a clean stop, exit 130
 
 
-def _control(ctx: typer.Context, command: str, path: str | None) -> None:
+def control(ctx: typer.Context, command: str, path: str | None) -> None:
+    """Queue a control for the loop (it applies it within one poll, or at its next start)."""
     from tradekit.cli import output as out
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import SideLedger
     from tradekit.live.status import snapshot
 
     cfg = state(ctx).config
     p = path or cfg.run.state
     snap = snapshot(p)  # also checks that the ledger exists and is readable
-    with Ledger(p) as ledger:
+    with SideLedger(p) as ledger:
         ledger.request(command)
     when = (
         "the running loop applies it within one poll"
@@ -113,17 +117,17 @@ def _control(ctx: typer.Context, command: str, path: str | None) -> None:
 
 def pause(ctx: typer.Context, state_file: StateOpt = None) -> None:
     """Stop opening positions (exits and stops go on) until `resume`."""
-    _control(ctx, "pause", state_file)
+    control(ctx, "pause", state_file)
 
 
 def resume(ctx: typer.Context, state_file: StateOpt = None) -> None:
-    """Allow new positions again after `pause` or `kill`."""
-    _control(ctx, "resume", state_file)
+    """Allow new positions again after `pause` or `kill`; also lifts the risk halts."""
+    control(ctx, "resume", state_file)
 
 
 def kill(ctx: typer.Context, state_file: StateOpt = None) -> None:
     """Cancel open orders, close every position at market, and stop the loop."""
-    _control(ctx, "kill", state_file)
+    control(ctx, "kill", state_file)
 
 
 def status(ctx: typer.Context, state_file: StateOpt = None, as_json: JsonOpt = False) -> None:
@@ -132,7 +136,7 @@ def status(ctx: typer.Context, state_file: StateOpt = None, as_json: JsonOpt = F
     from tradekit.live.status import dumps, snapshot
 
     cfg = state(ctx).config
-    snap = snapshot(state_file or cfg.run.state, drawdown_halt=cfg.risk.max_drawdown_halt_frac)
+    snap = snapshot(state_file or cfg.run.state)
     if as_json:
         out.emit_text(dumps(snap) + "\n")
         return
@@ -157,6 +161,15 @@ def render(s: dict[str, object]) -> str:
         f"realized   today {_money(s['realized_pnl_today'])} ({s['trades_today']} trades)  "
         f"total {_money(s['realized_pnl_total'])} ({s['trades_total']} trades)",
     ]
+    halts = s["halts"]
+    assert isinstance(halts, list)
+    for h in halts:
+        since = f" since {_t(h['since_ms'])}" if h.get("since_ms") else ""
+        lines.append(f"halted     {h['kind']}{since}")
+        for d in h.get("differences") or []:
+            lines.append(
+                f"  {d['asset']:<10} exchange {d['exchange']:.10g}  ledger {d['ledger']:.10g}"
+            )
     positions = s["positions"]
     assert isinstance(positions, list)
     lines.append(f"positions  {len(positions) or 'none'}")

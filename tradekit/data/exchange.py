@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import difflib
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from tradekit import interrupt
 from tradekit.errors import ExternalError, MissingDependency, UsageError
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def call(
                 retry.retries,
                 delay,
             )
-            time.sleep(delay)
+            interrupt.sleep(delay)  # a SIGTERM wakes it (and, in `run`, stops at this point)
             delay = min(max(delay * 2, 0.0), retry.max_backoff_s)
         except ccxt.BaseError as e:
             raise ExternalError(f"{ex.id}: {what} failed: {describe(e)}") from None

@@ -1,12 +1,9 @@
-"""The ledger: one SQLite file (WAL) holding everything ``run`` did and why (stdlib only, so
-``status`` and ``notify`` read it without the trading stack).
+"""The trading loop's ledger: every write of ``run`` (and of a replay), stdlib only.
 
-History tables (decisions, fills, trades, equity, events) are append-only: triggers refuse
-UPDATE and DELETE. Orders change status as the exchange answers; ``engine`` holds the loop's
-own state (policy and risk records, accounts, the last candle) as one JSON document written in
-the same transaction as the candle's history, so a crash leaves either the whole candle or none
-of it. The schema version is ``PRAGMA user_version``; ``MIGRATIONS[i]`` takes a file from
-version ``i`` to ``i + 1``.
+Orders change status as the exchange answers; ``engine`` holds the loop's own state (policy and
+risk records, accounts, the last candle) as one JSON document written in the same transaction
+as the history it explains, so a crash leaves either the whole step or none of it. Readers use
+:class:`tradekit.ledger.view.LedgerView` instead, read-only.
 """
 
 from __future__ import annotations
@@ -15,83 +12,13 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tradekit.errors import InputError
-
-_APPEND_ONLY = ("decisions", "fills", "trades", "equity", "events")  # v1
-
-_V1 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE engine (id INTEGER PRIMARY KEY CHECK (id = 1), doc TEXT NOT NULL,
-    candle_ms INTEGER, updated_ms INTEGER NOT NULL);
-CREATE TABLE runs (id INTEGER PRIMARY KEY, pid INTEGER NOT NULL, mode TEXT NOT NULL,
-    started_ms INTEGER NOT NULL, heartbeat_ms INTEGER NOT NULL, stopped_ms INTEGER,
-    model_version TEXT, exit TEXT);
-CREATE TABLE controls (id INTEGER PRIMARY KEY, command TEXT NOT NULL,
-    requested_ms INTEGER NOT NULL, done_ms INTEGER, result TEXT);
-CREATE TABLE decisions (id INTEGER PRIMARY KEY, candle_ms INTEGER NOT NULL,
-    symbol TEXT NOT NULL, phase TEXT NOT NULL, action TEXT NOT NULL, reason TEXT NOT NULL,
-    prediction REAL, price REAL, qty REAL, model_version TEXT, input_hash TEXT,
-    created_ms INTEGER NOT NULL, UNIQUE (candle_ms, symbol, phase));
-CREATE TABLE orders (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, userref INTEGER NOT NULL,
-    symbol TEXT NOT NULL, side TEXT NOT NULL, kind TEXT NOT NULL, qty REAL NOT NULL,
-    stop_price REAL NOT NULL DEFAULT 0, candle_ms INTEGER NOT NULL, reason TEXT NOT NULL,
-    status TEXT NOT NULL, exchange_id TEXT NOT NULL DEFAULT '', filled REAL NOT NULL DEFAULT 0,
-    avg_price REAL, fee REAL NOT NULL DEFAULT 0, message TEXT NOT NULL DEFAULT '',
-    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL);
-CREATE INDEX orders_status ON orders (status);
-CREATE TABLE fills (id INTEGER PRIMARY KEY, order_key TEXT NOT NULL UNIQUE,
-    symbol TEXT NOT NULL, side TEXT NOT NULL, qty REAL NOT NULL, price REAL NOT NULL,
-    fee REAL NOT NULL, reason TEXT NOT NULL, candle_ms INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL);
-CREATE TABLE positions (symbol TEXT PRIMARY KEY, qty REAL NOT NULL, entry_price REAL NOT NULL,
-    entry_ms INTEGER NOT NULL, cost REAL NOT NULL, last_price REAL NOT NULL,
-    stop_price REAL, entry_reason TEXT NOT NULL, updated_ms INTEGER NOT NULL);
-CREATE TABLE trades (id INTEGER PRIMARY KEY, symbol TEXT NOT NULL, entry_ms INTEGER NOT NULL,
-    exit_ms INTEGER NOT NULL, entry_price REAL NOT NULL, exit_price REAL NOT NULL,
-    qty REAL NOT NULL, fees REAL NOT NULL, pnl REAL NOT NULL, pnl_pct REAL NOT NULL,
-    exit_reason TEXT NOT NULL, entry_reason TEXT NOT NULL, mae REAL NOT NULL,
-    partial_exits INTEGER NOT NULL, created_ms INTEGER NOT NULL,
-    UNIQUE (symbol, entry_ms, exit_ms));
-CREATE TABLE equity (candle_ms INTEGER PRIMARY KEY, equity REAL NOT NULL, cash REAL NOT NULL,
-    exposure REAL NOT NULL, peak REAL NOT NULL, created_ms INTEGER NOT NULL);
-CREATE TABLE events (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, level TEXT NOT NULL,
-    kind TEXT NOT NULL, message TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
-"""
-
-
-def _append_only(table: str) -> str:
-    return (
-        f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;\n"
-        f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
-        f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;\n"
-    )
-
-
-# v2: the phone. ``messages`` logs every command that came in (allowed or not) and every answer
-# that went out; ``asks`` records each LLM call's token use and cost; ``courier`` is the
-# notifier's own key-value state (delivery cursors, pending kill codes), kept out of ``meta``
-# because an empty ``meta`` is how ``run`` knows a ledger is fresh.
-_V2 = """
-CREATE TABLE messages (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, direction TEXT NOT NULL,
-    peer TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, data TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE asks (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, provider TEXT NOT NULL,
-    model TEXT NOT NULL, question TEXT NOT NULL, input_tokens INTEGER NOT NULL DEFAULT 0,
-    output_tokens INTEGER NOT NULL DEFAULT 0, cost_usd REAL NOT NULL DEFAULT 0,
-    latency_ms INTEGER NOT NULL DEFAULT 0, status TEXT NOT NULL);
-CREATE TABLE courier (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
-MIGRATIONS: list[str] = [
-    _V1 + "".join(_append_only(t) for t in _APPEND_ONLY),
-    _V2 + _append_only("messages") + _append_only("asks"),
-]
-VERSION = len(MIGRATIONS)
+from tradekit.ledger.schema import connect_writable
 
 
 def now_ms() -> int:
@@ -99,58 +26,13 @@ def now_ms() -> int:
 
 
 class Ledger:
-    """An open ledger. ``with ledger.tx():`` groups writes into one atomic transaction."""
+    """An open ledger, created or migrated on open. ``with ledger.tx():`` groups writes into
+    one atomic transaction (nested calls join the outer one)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        if readonly:
-            if not self.path.exists():
-                raise InputError(f"{self.path}: no ledger here (has `tradekit run` started?)")
-            uri = f"file:{self.path.resolve()}?mode=ro"
-            self.db = self._connect(uri, uri=True)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = self._connect(str(self.path))
+        self.db = connect_writable(self.path, migrate=True)
         self._depth = 0
-        try:
-            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-            if not readonly:
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self._migrate(version)
-            elif version != VERSION:
-                raise InputError(
-                    f"{self.path}: ledger schema version {version}, this tradekit reads "
-                    f"{VERSION} (start `tradekit run` once to migrate it)"
-                )
-        except sqlite3.DatabaseError as e:
-            self.db.close()
-            raise InputError(f"{self.path}: not a readable tradekit ledger ({e})") from None
-
-    @staticmethod
-    def _connect(target: str, *, uri: bool = False) -> sqlite3.Connection:
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE in tx()).
-        db = sqlite3.connect(target, uri=uri, isolation_level=None, timeout=10.0)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA busy_timeout=10000")
-        return db
-
-    def _migrate(self, version: int) -> None:
-        if version > VERSION:
-            raise InputError(
-                f"{self.path}: ledger schema version {version} is newer than this tradekit "
-                f"({VERSION}); upgrade tradekit"
-            )
-        if version == 0:
-            tables = self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if tables:
-                raise InputError(f"{self.path}: an SQLite file that is not a tradekit ledger")
-        for v in range(version, VERSION):
-            with self.tx():
-                for stmt in MIGRATIONS[v].split(";\n"):
-                    if stmt.strip():
-                        self.db.execute(stmt)
-                self.db.execute(f"PRAGMA user_version={v + 1}")
 
     def close(self) -> None:
         self.db.close()
@@ -163,7 +45,6 @@ class Ledger:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (nested calls join the outer one)."""
         if self._depth:
             self._depth += 1
             try:
@@ -183,6 +64,11 @@ class Ledger:
         finally:
             self._depth = 0
 
+    def durable(self, on: bool) -> None:
+        """A replay's ledger is its only output and is simply resumed after a crash: per-step
+        syncs cost more than the replay itself, so it runs with ``durable(False)``."""
+        self.db.execute(f"PRAGMA synchronous={'NORMAL' if on else 'OFF'}")
+
     # -- meta and engine state -------------------------------------------------------------
     def meta(self) -> dict[str, str]:
         return {r["key"]: r["value"] for r in self.db.execute("SELECT key, value FROM meta")}
@@ -194,6 +80,13 @@ class Ledger:
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 list(values.items()),
             )
+
+    def init(self, doc: dict[str, Any], **meta: str) -> None:
+        """A fresh ledger's first state: meta, the starting capital and the engine document in
+        one transaction (an empty ``meta`` is how a fresh ledger is recognised)."""
+        with self.tx():
+            self.set_meta(**meta)
+            self.save_engine(doc, None)
 
     def load_engine(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT doc FROM engine WHERE id = 1").fetchone()
@@ -222,50 +115,9 @@ class Ledger:
                 (now_ms(), level, kind, message, json.dumps(data, default=str)),
             )
 
-    def message(self, direction: str, peer: str, text: str, status: str, **data: Any) -> int:
-        """Log one phone message: direction ``in`` or ``out``; status e.g. ``accepted``,
-        ``ignored``, ``sent``, ``failed``. Returns its id."""
-        with self.tx() as db:
-            cur = db.execute(
-                "INSERT INTO messages (ts_ms, direction, peer, text, status, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (now_ms(), direction, peer, text, status, json.dumps(data, default=str)),
-            )
-            return int(cur.lastrowid or 0)
-
-    def ask_usage(
-        self,
-        provider: str,
-        model: str,
-        question: str,
-        *,
-        input_tokens: int,
-        output_tokens: int,
-        cost_usd: float,
-        latency_ms: int,
-        status: str,
-    ) -> None:
-        """Record one LLM call (token use and cost); the question is kept, never the context."""
-        with self.tx() as db:
-            db.execute(
-                "INSERT INTO asks (ts_ms, provider, model, question, input_tokens, "
-                "output_tokens, cost_usd, latency_ms, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now_ms(),
-                    provider,
-                    model,
-                    question,
-                    input_tokens,
-                    output_tokens,
-                    cost_usd,
-                    latency_ms,
-                    status,
-                ),
-            )
-
-    def decisions(self, rows: list[tuple[Any, ...]]) -> None:
+    def decisions(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Rows of (candle_ms, symbol, phase, action, reason, prediction, price, qty,
-        model_version, input_hash); a candle replayed after a crash keeps its first rows."""
+        model_version, input_hash); a step repeated after a crash keeps its first rows."""
         if not rows:
             return
         t = now_ms()
@@ -277,6 +129,87 @@ class Ledger:
                 [(*r, t) for r in rows],
             )
 
+    def add_fill(
+        self,
+        order_key: str,
+        symbol: str,
+        side: str,
+        qty: float,
+        price: float,
+        value: float,
+        fee: float,
+        reason: str,
+        candle_ms: int,
+    ) -> None:
+        """One booked fill of an order (its n-th booking gets seq n)."""
+        with self.tx() as db:
+            seq = db.execute(
+                "SELECT count(*) FROM fills WHERE order_key = ?", (order_key,)
+            ).fetchone()[0]
+            db.execute(
+                "INSERT INTO fills (order_key, seq, symbol, side, qty, price, value, fee, reason, "
+                "candle_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (order_key, seq + 1, symbol, side, qty, price, value, fee, reason, candle_ms,
+                 now_ms()),
+            )  # fmt: skip
+
+    def add_trade(self, row: dict[str, Any]) -> None:
+        """A closed trade: symbol, entry_ms, exit_ms, entry_price, exit_price, qty, fees, pnl,
+        pnl_pct, exit_reason, entry_reason, mae, mfe, partial_exits."""
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.tx() as db:
+            db.execute(
+                f"INSERT OR IGNORE INTO trades ({cols}, created_ms) VALUES ({marks}, ?)",
+                (*row.values(), now_ms()),
+            )
+
+    def add_equity(
+        self, candle_ms: int, equity: float, cash: float, exposure: float, peak: float
+    ) -> None:
+        with self.tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO equity (candle_ms, equity, cash, exposure, peak, "
+                "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (candle_ms, equity, cash, exposure, peak, now_ms()),
+            )
+
+    def set_positions(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """The open positions now: (symbol, qty, entry_price, entry_ms, cost, last_price,
+        stop_price, entry_reason)."""
+        t = now_ms()
+        with self.tx() as db:
+            db.execute("DELETE FROM positions")
+            db.executemany(
+                "INSERT INTO positions (symbol, qty, entry_price, entry_ms, cost, last_price, "
+                "stop_price, entry_reason, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*r, t) for r in rows],
+            )
+
+    def add_adjustment(
+        self,
+        asset: str,
+        symbol: str | None,
+        ledger_qty: float,
+        exchange_qty: float,
+        price: float | None,
+        reason: str,
+        **data: Any,
+    ) -> None:
+        """A balance taken from the exchange (``reconcile --adopt``), never a fill."""
+        with self.tx() as db:
+            db.execute(
+                "INSERT INTO adjustments (ts_ms, asset, symbol, ledger_qty, exchange_qty, price, "
+                "reason, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (now_ms(), asset, symbol, ledger_qty, exchange_qty, price, reason,
+                 json.dumps(data, default=str)),
+            )  # fmt: skip
+
+    def count(self, table: str) -> int:
+        if table not in ("trades", "fills", "orders", "decisions", "equity", "events"):
+            raise ValueError(table)
+        return int(self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
     # -- orders ----------------------------------------------------------------------------
     def order(self, key: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute(
@@ -284,7 +217,8 @@ class Ledger:
         ).fetchone()
         return row
 
-    def open_orders(self) -> list[sqlite3.Row]:
+    def unsettled_orders(self) -> list[sqlite3.Row]:
+        """Orders whose fate the exchange may still change: being sent, or resting."""
         return list(
             self.db.execute(
                 "SELECT * FROM orders WHERE status IN ('submitting', 'open') ORDER BY id"
@@ -302,17 +236,23 @@ class Ledger:
         stop_price: float,
         candle_ms: int,
         reason: str,
+        *,
+        ref_price: float | None = None,
+        sig_ms: int | None = None,
+        steps: int = 0,
+        deadline_ms: int | None = None,
     ) -> None:
-        """Written (and committed) before the order is sent: a crash after this line leaves
-        a 'submitting' order that the restart looks up on the exchange before anything else."""
+        """Written before the order is sent (in the transaction that records the decision): a
+        crash after this leaves a 'submitting' order that recovery looks up on the exchange."""
         t = now_ms()
         with self.tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO orders (key, userref, symbol, side, kind, qty, stop_price, "
-                "candle_ms, reason, status, created_ms, updated_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitting', ?, ?)",
-                (key, userref, symbol, side, kind, qty, stop_price, candle_ms, reason, t, t),
-            )
+                "candle_ms, reason, status, ref_price, sig_ms, steps, deadline_ms, created_ms, "
+                "updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'submitting', ?, ?, ?, ?, ?, ?)",
+                (key, userref, symbol, side, kind, qty, stop_price, candle_ms, reason, ref_price,
+                 sig_ms, steps, deadline_ms, t, t),
+            )  # fmt: skip
 
     def update_order(
         self,
@@ -323,23 +263,25 @@ class Ledger:
         filled: float,
         avg_price: float | None,
         fee: float,
+        cost: float,
         message: str = "",
     ) -> None:
         with self.tx() as db:
             db.execute(
                 "UPDATE orders SET status = ?, exchange_id = ?, filled = ?, avg_price = ?, "
-                "fee = ?, message = ?, updated_ms = ? WHERE key = ?",
-                (status, exchange_id, filled, avg_price, fee, message, now_ms(), key),
+                "fee = ?, cost = ?, message = ?, updated_ms = ? WHERE key = ?",
+                (status, exchange_id, filled, avg_price, fee, cost, message, now_ms(), key),
+            )
+
+    def set_booked(self, key: str, qty: float, cost: float, fee: float) -> None:
+        with self.tx() as db:
+            db.execute(
+                "UPDATE orders SET booked_qty = ?, booked_cost = ?, booked_fee = ?, "
+                "updated_ms = ? WHERE key = ?",
+                (qty, cost, fee, now_ms(), key),
             )
 
     # -- controls --------------------------------------------------------------------------
-    def request(self, command: str) -> int:
-        with self.tx() as db:
-            cur = db.execute(
-                "INSERT INTO controls (command, requested_ms) VALUES (?, ?)", (command, now_ms())
-            )
-            return int(cur.lastrowid or 0)
-
     def pending_controls(self) -> list[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM controls WHERE done_ms IS NULL ORDER BY id"))
 

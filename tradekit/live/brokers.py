@@ -1,114 +1,137 @@
-"""The loop's brokers: paper (fills like the backtest, state in the ledger) and live (orders on
-the exchange through ``ExchangeBroker``, with exchange-side stops and the dead man's switch).
+"""Brokers: where the engine's orders go. The paper broker (fills like the backtest; a replay
+uses it bare), and the loop's brokers: paper, and live (orders on the exchange through
+``ExchangeBroker``, each position's stop-loss resting on the exchange).
 
-Besides ``execute`` (the engine's market orders) a loop broker answers ``starting_cash``,
-``reconcile`` (on start), ``idle`` (every iteration), ``after_cycle`` (after each new candle)
-and ``kill``.
+Besides the engine's ``execute``, a loop broker answers ``starting_cash``, ``settle`` (what the
+exchange did with an order the ledger left unsettled: recovery books it), ``balances`` (live),
+``place_stops`` (after each cycle and on start) and ``before_send`` hooks. It sees the loop only
+through :class:`BrokerContext`, never the runner.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tradekit import risk as rk
-from tradekit.live.engine import PaperBroker
-from tradekit.live.orders import OrderRequest, OrderStatus
+from tradekit.live.orders import MarketRules, OrderRequest, OrderStatus
 
 if TYPE_CHECKING:
-    from tradekit.config import Config
+    import sqlite3
+
+    from tradekit.ledger import Ledger
     from tradekit.live.engine import Engine
-    from tradekit.live.loop import Runner
+    from tradekit.live.exchange_broker import ExchangeBroker
 
 log = logging.getLogger(__name__)
 
 
-def make_broker(runner: Runner, ex: Any) -> PaperLoopBroker | LiveLoopBroker:
-    cfg = runner.cfg
-    if not runner.live:
-        return PaperLoopBroker(runner, cfg.backtest.fee, cfg.backtest.slippage)
-    from tradekit.live.exchange_broker import ExchangeBroker
+class Broker(Protocol):
+    """Where the engine's orders go. ``execute`` sends ``req`` and returns its status once it
+    is done or resting; ``ref_price`` is the price the decision saw (the paper broker fills at
+    it, with slippage; an exchange fills where the market is)."""
 
-    quote = cfg.exchange.symbols[0].split("/")[1]
-    return LiveLoopBroker(runner, ExchangeBroker(ex, runner.retry, quote=quote), quote)
+    live: bool
+
+    def execute(self, req: OrderRequest, ref_price: float) -> OrderStatus: ...
+
+    def deadline_ms(self) -> int | None: ...
+
+
+class PaperBroker:
+    """Fills like the backtest: at the reference price with ``slippage`` against the trader and
+    ``fee`` per fill, wholly and at once (the reference price is the next open for signals and
+    targets, the stop level for stops, as in ``backtest.kernel``)."""
+
+    live = False
+
+    def __init__(self, fee: float, slippage: float) -> None:
+        self.fee = fee
+        self.slippage = slippage
+
+    def execute(self, req: OrderRequest, ref_price: float) -> OrderStatus:
+        sign = 1.0 if req.side == "buy" else -1.0
+        price = ref_price * (1.0 + sign * self.slippage)
+        fee = req.qty * price * self.fee
+        return OrderStatus(req.key, f"paper-{req.userref}", "closed", req.qty, price, fee)
+
+    def deadline_ms(self) -> int | None:
+        return None
+
+    def settle(self, row: sqlite3.Row) -> OrderStatus:
+        """A paper order whose answer a crash lost: the paper exchange fills it as it would
+        have (at its reference price), so a resumed replay equals an uninterrupted one."""
+        req = OrderRequest(row["key"], row["symbol"], row["side"], float(row["qty"]))
+        return self.execute(req, float(row["ref_price"]))
+
+
+@dataclass
+class BrokerContext:
+    """What a broker needs of the loop."""
+
+    ledger: Ledger
+    exchange_now: Callable[[], int]  # ms, by the exchange's clock (as last measured)
+    exchange_stops: bool = True
+    deadline_s: int = 30  # Kraken's AddOrder deadline: 2..60 s after the request leaves
 
 
 class PaperLoopBroker(PaperBroker):
-    def __init__(self, runner: Runner, fee: float, slippage: float) -> None:
+    def __init__(self, ctx: BrokerContext, fee: float, slippage: float, cash: float) -> None:
         super().__init__(fee, slippage)
-        self.runner = runner
+        self.ctx = ctx
+        self.cash = cash
 
-    def starting_cash(self, cfg: Config) -> float:
-        return cfg.run.paper_balance
+    def starting_cash(self) -> float:
+        return self.cash
 
-    def reconcile(self, engine: Engine) -> None:
-        ledger = self.runner.ledger
-        n = len(ledger.open_orders())
-        held = sum(1 for a in engine.acct if a.qty > 0)
-        msg = (
-            f"paper state loaded: cash {engine.cash:.2f}, {held} position(s), equity "
-            f"{engine.equity:.2f}"
-            + (f", {n} order(s) interrupted mid-cycle (completed when it repeats)" if n else "")
-        )
-        ledger.event("info", "reconcile", msg)
-        self.runner.summary.events.append(msg)
-
-    def idle(self, engine: Engine) -> None:
-        return
-
-    def before_close(self, engine: Engine) -> None:
-        return
-
-    def after_cycle(self, engine: Engine) -> None:
-        return
-
-    def kill(self, engine: Engine) -> str:
-        """Close every position at its last close (a paper market order)."""
-        return close_all(engine, self.runner.ledger, f"kill{int(time.time())}")
-
-
-def close_all(engine: Engine, ledger: Any, tag: str) -> str:
-    from tradekit import policy as pol
-
-    # The candle in progress: positions entered at its open are sold after they were bought.
-    t_ms = engine.open_ms or engine.last_candle_ms or 0
-    closed = []
-    for s, a in enumerate(engine.acct):
-        if a.qty <= 0:
-            continue
-        ref = a.last_close if not math.isnan(a.last_close) else a.entry_price
-        engine._decide(t_ms, s, f"kill-{tag}", "exit", "kill", price=ref, qty=a.qty)
-        if engine._sell(s, t_ms, a.qty, ref, pol.EXIT_SIGNAL, tag) > 0 and a.qty <= 0:
-            engine._close_trade(s, t_ms, pol.EXIT_SIGNAL, a.last_close, "kill")
-            pol.on_exit(engine.ps[s])
-            a.pending = 0
-            closed.append(engine.symbols[s])
-    for a in engine.acct:
-        a.pending = 0
-    engine.paused = True  # a killed bot stays out until `resume`
-    engine.equity = engine.cash + engine.positions_value()
-    engine._commit(t_ms)
-    return f"closed {', '.join(closed) or 'nothing'}; paused; stopping"
+    def place_stops(self, engine: Engine) -> None:
+        return  # paper stops are the engine's own, checked on every candle's range
 
 
 class LiveLoopBroker:
-    """Market orders and stops on the exchange. Every order goes through ``ExchangeBroker.place``
-    (idempotent by ``userref``); the ledger row exists before the request leaves."""
+    """Market orders and stops on the exchange; every order through ``ExchangeBroker.place``
+    (idempotent by ``userref``), its ledger row written before the request leaves."""
 
     live = True
 
-    def __init__(self, runner: Runner, ex: Any, quote: str) -> None:
-        self.runner = runner
+    def __init__(self, ctx: BrokerContext, ex: ExchangeBroker, quote: str) -> None:
+        self.ctx = ctx
         self.ex = ex
         self.quote = quote
+        self.engine: Engine | None = None  # bound once the engine exists (stop fills book there)
 
-    def starting_cash(self, cfg: Config) -> float:
+    def bind(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def starting_cash(self) -> float:
         bal = self.ex.check()
         return float(bal.get(self.quote, 0.0))
 
-    def execute(self, req: OrderRequest, ref_price: float, *, maybe_sent: bool) -> OrderStatus:
+    def balances(self) -> dict[str, float]:
+        return self.ex.balances()
+
+    def rules(self, symbol: str) -> MarketRules:
+        return self.ex.rules(symbol)
+
+    def deadline_ms(self) -> int | None:
+        return self.ctx.exchange_now() + self.ctx.deadline_s * 1000
+
+    def _deadline(self, key: str) -> Callable[[], int | None]:
+        """A fresh deadline for each attempt, recorded in the order's row before it leaves,
+        so recovery knows when a missing order is surely never going to exist."""
+
+        def hook() -> int | None:
+            ms = self.deadline_ms()
+            with self.ctx.ledger.tx() as db:
+                db.execute("UPDATE orders SET deadline_ms = ? WHERE key = ?", (ms, key))
+            return ms
+
+        return hook
+
+    def execute(self, req: OrderRequest, ref_price: float) -> OrderStatus:
         rules = self.ex.rules(req.symbol)
         qty = req.qty
         if rules.qty_step > 0:
@@ -120,90 +143,58 @@ class LiveLoopBroker:
         if qty != req.qty:
             req = OrderRequest(req.key, req.symbol, req.side, qty, req.kind, req.stop_price)
         if req.side == "sell":
-            self.cancel_stop(req.symbol)
-        deadman = self.runner.cfg.run.deadman_s
-        if deadman > 0:
-            # Armed only while an order is in flight: should the Pi die now, the exchange
-            # cancels what is left of it. Resting stops must outlive the Pi, so the switch is
-            # disarmed again once the order has settled.
-            self.ex.heartbeat(deadman)
-        try:
-            st: OrderStatus = self.ex.place(req, maybe_sent=maybe_sent)
-        finally:
-            if deadman > 0:
-                self.ex.heartbeat(0)
+            self.cancel_stop(req.symbol)  # Kraken holds the coins of a resting sell
+        st: OrderStatus = self.ex.place(req, deadline=self._deadline(req.key))
         return st
 
+    def settle(self, row: sqlite3.Row) -> OrderStatus | None:
+        """The exchange's view of an order: by txid when the ledger has one, else by userref;
+        None when the exchange does not know it (yet)."""
+        if row["exchange_id"]:
+            st = self.ex.refresh(
+                OrderStatus(row["key"], row["exchange_id"], "open", extra=_extra(row))
+            )
+            return None if st.status == "missing" else st
+        return self.ex.lookup(_req_of(row))
+
     # -- stops -------------------------------------------------------------------------------
-    def _stop_rows(self, symbol: str) -> list[Any]:
+    def _stop_rows(self, symbol: str) -> list[sqlite3.Row]:
         return [
             r
-            for r in self.runner.ledger.open_orders()
+            for r in self.ctx.ledger.unsettled_orders()
             if r["symbol"] == symbol and r["kind"] == "stop"
         ]
 
     def cancel_stop(self, symbol: str) -> None:
-        ledger = self.runner.ledger
+        """Cancel the resting stop(s) of ``symbol``; a part that filled first is booked."""
+        assert self.engine is not None
         for r in self._stop_rows(symbol):
-            st = OrderStatus(r["key"], r["exchange_id"], "open")
-            if not st.exchange_id:
-                found = self.ex.lookup(_req_of(r))
-                if found is None:
-                    ledger.update_order(
-                        r["key"], status="canceled", exchange_id="", filled=0.0,
-                        avg_price=None, fee=0.0, message="never reached the exchange",
-                    )  # fmt: skip
-                    continue
-                st = found
-            st = self.ex.cancel(st)
-            _record(ledger, st)
-
-    def sync_stops(self, engine: Engine) -> None:
-        """Stops that filled on the exchange close their positions in the ledger."""
-        from tradekit import policy as pol
-
-        ledger = self.runner.ledger
-        for r in ledger.open_orders():
-            if r["kind"] != "stop" or not r["exchange_id"]:
-                continue
-            st = self.ex.refresh(OrderStatus(r["key"], r["exchange_id"], "open"))
-            _record(ledger, st)
-            if st.filled <= 0 or r["symbol"] not in engine.symbols:
-                continue
-            s = engine.symbols.index(r["symbol"])
-            a = engine.acct[s]
-            if a.qty <= 0:
-                continue
-            engine._fills.append(
-                (st.key, r["symbol"], "sell", st.filled, st.avg_price, st.fee, "stoploss",
-                 int(r["candle_ms"]))
-            )  # fmt: skip
-            # A stop floored to the lot size may leave dust: a looser flat threshold.
-            engine._book_sell(s, min(st.filled, a.qty), st.avg_price, st.fee, dust=1e-9)
-            if a.qty <= 0:
-                t_ms = engine.last_candle_ms or 0
-                engine._close_trade(s, t_ms, pol.STOPLOSS, st.avg_price)
-                pol.on_exit(engine.ps[s])
-                ledger.event(
-                    "info", "stop", f"{r['symbol']}: exchange stop filled at {st.avg_price:g}"
-                )
+            st = self.settle(r)
+            if st is None:
+                if r["status"] == "submitting":
+                    continue  # recovery decides once its deadline has passed
+                st = OrderStatus(r["key"], r["exchange_id"], "missing")
+            elif st.status == "open":
+                st = self.ex.cancel(st)
+            self.engine.book(r, st)
 
     def place_stops(self, engine: Engine) -> None:
-        """One resting stop per open position at the policy's stop level (raised with a
-        trailing stop: cancel and replace)."""
-        if not self.runner.cfg.run.exchange_stops:
+        """One resting stop per open position at the policy's stop level (moved up with a
+        trailing stop: cancel and replace). On start this runs before anything else trades, so
+        a position never waits longer than a restart for its stop."""
+        if not self.ctx.exchange_stops:
             return
-        ledger = self.runner.ledger
-        for s, a in enumerate(engine.acct):
+        for s in range(len(engine.symbols)):
             sym = engine.symbols[s]
+            a = engine.acct[s]
             level = engine.stop_price(s)
             rows = self._stop_rows(sym)
-            if a.qty <= 0 or level is None:
+            if a["qty"] <= 0 or level is None:
                 if rows:
                     self.cancel_stop(sym)
                 continue
             rules = self.ex.rules(sym)
-            qty = a.qty
+            qty = float(a["qty"])
             if rules.qty_step > 0:
                 qty = rk.floor_qty(qty, rules.qty_step)
             if rules.price_step > 0:
@@ -211,82 +202,44 @@ class LiveLoopBroker:
             current = rows[0] if rows else None
             if (
                 current is not None
+                and current["status"] == "open"
                 and abs(current["stop_price"] - level) <= level * 1e-9
                 and abs(current["qty"] - qty) <= qty * 1e-9
             ):
                 continue  # the resting stop is still right
             if current is not None:
                 self.cancel_stop(sym)
-            if qty <= 0 or qty < rules.min_qty:
+                if self._stop_rows(sym):
+                    continue  # still unsettled (its request may be in flight): next cycle
+            if qty <= 0 or qty < rules.min_qty or a["qty"] <= 0:
                 continue
-            key = f"{sym}|{a.entry_ms}|stop|{engine.last_candle_ms}"
-            req = OrderRequest(key, sym, "sell", qty, "stop", level)
-            row = ledger.order(key)
-            if row is not None and row["status"] != "submitting":
-                continue
-            if row is None:
-                ledger.add_order(
-                    key, req.userref, sym, "sell", "stop", qty, level,
-                    engine.last_candle_ms or 0, "stoploss",
-                )  # fmt: skip
-            st = self.ex.place(req, maybe_sent=row is not None)
-            _record(ledger, st)
+            self._place_stop(engine, s, qty, level)
 
-    # -- the loop's hooks -----------------------------------------------------------------------
-    def reconcile(self, engine: Engine) -> None:
-        """Orders the ledger left unfinished are looked up on the exchange; balances are set
-        beside the ledger's positions and cash."""
-        ledger = self.runner.ledger
-        fixed = 0
-        for r in ledger.open_orders():
-            if r["kind"] == "stop" and r["status"] == "open":
-                continue  # resting stops stay; sync_stops follows them
-            st = self.ex.lookup(_req_of(r))
-            if st is None:
-                if r["status"] == "submitting":
-                    continue  # never reached the exchange: the repeated cycle sends it once
-                st = OrderStatus(r["key"], r["exchange_id"], "missing")
-            _record(ledger, st)
-            fixed += 1
-        self.sync_stops(engine)  # stops that filled while the loop was down, first
-        bal = self.ex.balances()
-        notes = []
-        for s, a in enumerate(engine.acct):
-            base = engine.symbols[s].split("/")[0]
-            have = float(bal.get(base, 0.0))
-            if abs(have - a.qty) > max(a.qty, 1e-12) * 1e-6 and (a.qty > 0 or have > 0):
-                notes.append(f"{base}: exchange {have:g}, ledger {a.qty:g}")
-        cash = float(bal.get(self.quote, 0.0))
-        if abs(cash - engine.cash) > 0.01 and engine.last_candle_ms is not None:
-            notes.append(f"{self.quote}: exchange {cash:.2f}, ledger {engine.cash:.2f}")
-        msg = f"live state reconciled: {fixed} order(s) looked up"
-        if notes:
-            msg += "; differences (a repeated cycle or a hand trade): " + "; ".join(notes)
-        ledger.event("warning" if notes else "info", "reconcile", msg)
-        self.runner.summary.events.append(msg)
-        log.info(msg)
+    def _place_stop(self, engine: Engine, s: int, qty: float, level: float) -> None:
+        sym = engine.symbols[s]
+        a = engine.acct[s]
+        base = f"{sym}|{int(a['entry_t'])}|stop|{engine.last_candle_ms}"
+        key, n = base, 1
+        while self.ctx.ledger.order(key) is not None:  # a replacement at the same candle
+            n += 1
+            key = f"{base}#{n}"
+        reason = "trailing_stop" if _trailing(engine, s) else "stoploss"
+        req = OrderRequest(key, sym, "sell", qty, "stop", level)
+        self.ctx.ledger.add_order(
+            key, req.userref, sym, "sell", "stop", qty, level, engine.last_candle_ms or 0,
+            reason, ref_price=level, deadline_ms=self.deadline_ms(),
+        )  # fmt: skip
+        st = self.ex.place(req, deadline=self._deadline(key))
+        row = self.ctx.ledger.order(key)
+        assert row is not None
+        engine.book(row, st)
 
-    def idle(self, engine: Engine) -> None:
-        return  # the dead man's switch is armed per order (see execute)
 
-    def before_close(self, engine: Engine) -> None:
-        self.sync_stops(engine)
+def _trailing(engine: Engine, s: int) -> bool:
+    from tradekit import policy as pol
 
-    def after_cycle(self, engine: Engine) -> None:
-        self.place_stops(engine)
-        engine._commit(engine.last_candle_ms or 0)
-
-    def kill(self, engine: Engine) -> str:
-        for o in self.ex.open_orders():
-            self.ex.cancel(o)
-        for r in self.runner.ledger.open_orders():
-            if r["kind"] == "stop":
-                self.runner.ledger.update_order(
-                    r["key"], status="canceled", exchange_id=r["exchange_id"],
-                    filled=float(r["filled"]), avg_price=r["avg_price"], fee=float(r["fee"]),
-                    message="kill",
-                )  # fmt: skip
-        return close_all(engine, self.runner.ledger, f"kill{int(time.time())}")
+    reason, _ = pol.stop_level(engine.ps[s], engine.pp[0])
+    return bool(reason == pol.TRAILING_STOP)
 
 
 def _req_of(r: Any) -> OrderRequest:
@@ -295,13 +248,23 @@ def _req_of(r: Any) -> OrderRequest:
     )
 
 
-def _record(ledger: Any, st: OrderStatus) -> None:
-    ledger.update_order(
-        st.key,
-        status=st.status if st.status != "missing" else "canceled",
-        exchange_id=st.exchange_id,
-        filled=st.filled,
-        avg_price=None if math.isnan(st.avg_price) else st.avg_price,
-        fee=st.fee,
-        message=st.message or ("not found on the exchange" if st.status == "missing" else ""),
-    )
+def _extra(r: Any) -> dict[str, str]:
+    return {"userref": str(r["userref"]), "symbol": r["symbol"], "side": r["side"]}
+
+
+def make_broker(
+    ctx: BrokerContext,
+    *,
+    live: bool,
+    exchange: Any,
+    retry: Any,
+    quote: str,
+    fee: float,
+    slippage: float,
+    paper_balance: float,
+) -> PaperLoopBroker | LiveLoopBroker:
+    if not live:
+        return PaperLoopBroker(ctx, fee, slippage, paper_balance)
+    from tradekit.live.exchange_broker import ExchangeBroker
+
+    return LiveLoopBroker(ctx, ExchangeBroker(exchange, retry, quote=quote), quote)

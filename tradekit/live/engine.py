@@ -1,108 +1,55 @@
-"""The decision engine of ``run``: one candle at a time through ``tradekit.policy`` and
-``tradekit.risk`` (the same compiled rules as the backtest), orders through a broker, every
-step recorded in the ledger.
+"""The decision engine of ``run`` and ``run --replay``: one candle at a time through
+``tradekit.policy`` and ``tradekit.risk`` (the backtest's compiled rules), fills booked by
+``tradekit.accounting`` (the backtest's compiled bookkeeping), orders through a broker,
+every step recorded in the ledger.
 
 A candle ``t`` is two phases, in the order ``tradekit.policy`` documents and the backtest
 kernel keeps: :meth:`Engine.open_phase` at the open of ``t`` (the UTC day rolls, pending exits
 fill, then pending entries sized by the risk limits) and :meth:`Engine.close_phase` once ``t``
-has closed (stops, targets and partial steps on its range, the trailing watermark, dip mode,
-the signal for the next open, equity). A replay calls both per candle; the real-time loop calls
+has closed (stops on its range, then targets, the trailing watermark, dip mode, the signal for
+the next open, equity and the halts). A replay calls both per candle; the real-time loop calls
 ``close_phase(t)`` and ``open_phase(t + 1)`` together when ``t`` closes.
 
-The accounting repeats ``backtest.kernel`` line for line in Python (one decision path; the
-kernel is compiled for the backtest's bulk loop, this is called once per candle and talks to
-a broker). ``tests/test_live_parity.py`` holds the two to the same trades and equity.
+Crash safety is write-ahead, per order:
 
-Crash safety: every order is written to the ledger (status ``submitting``) before it is sent,
-keyed by ``symbol|candle|action``. A phase's history and the engine state are committed
-together at its end. A restart therefore repeats an interrupted phase from the last committed
-state; the repeated decisions produce the same keys, and an order already in the ledger is
-looked up (on the exchange when it may have been sent), never sent twice.
+1. *decide*: the order row (status ``submitting``, keyed ``symbol|candle|action``, with the
+   reference price and what booking needs) and the engine state that consumed the decision
+   (the pending intent cleared) are committed in one transaction, before the request leaves;
+2. *send* through the broker;
+3. *book* (:meth:`Engine.book`): what the exchange reports beyond what is booked already
+   becomes a fill row, the accounts and the engine state, in one transaction.
+
+A crash between 1 and 3 leaves an order that :mod:`tradekit.live.recovery` finds on the
+exchange (by ``userref``) and books through the same :meth:`Engine.book`, whenever the restart
+comes; a decision is never taken twice, so nothing is sent twice. The close phase sends its
+stop exits first and does its pure state updates after them, committed once, so repeating an
+interrupted phase repeats nothing that already happened.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tradekit import accounting as ac
 from tradekit import policy as pol
 from tradekit import risk as rk
+from tradekit.live import booking, state
 from tradekit.live.orders import OrderRequest, OrderStatus
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from numpy.typing import NDArray
 
     from tradekit.config import PolicyConfig, RiskConfig
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import Ledger
+    from tradekit.live.brokers import Broker
 
 log = logging.getLogger(__name__)
-
-STATE_VERSION = 1
-
-
-class Broker(Protocol):
-    """Where orders go. ``execute`` sends a market order and returns its final status;
-    ``ref_price`` is the price the decision saw (the paper broker fills at it, with
-    slippage; an exchange fills where the market is)."""
-
-    live: bool
-
-    def execute(self, req: OrderRequest, ref_price: float, *, maybe_sent: bool) -> OrderStatus: ...
-
-
-class PaperBroker:
-    """Fills like the backtest: at the reference price with ``slippage`` against the trader and
-    ``fee`` per fill, wholly and at once (the reference price is the next open for signals and
-    the stop/target level for intrabar exits, as in ``backtest.kernel``)."""
-
-    live = False
-
-    def __init__(self, fee: float, slippage: float) -> None:
-        self.fee = fee
-        self.slippage = slippage
-
-    def execute(self, req: OrderRequest, ref_price: float, *, maybe_sent: bool) -> OrderStatus:
-        sign = 1.0 if req.side == "buy" else -1.0
-        price = ref_price * (1.0 + sign * self.slippage)
-        fee = req.qty * price * self.fee
-        return OrderStatus(req.key, f"paper-{req.userref}", "closed", req.qty, price, fee)
-
-
-@dataclass
-class Account:
-    """One symbol's position: the fields of ``backtest.kernel.ACCT``, times in ms."""
-
-    qty: float = 0.0
-    entry_ms: int = 0
-    entry_price: float = math.nan
-    entry_qty: float = 0.0
-    cost: float = 0.0
-    proceeds: float = 0.0
-    exit_qty: float = 0.0
-    exit_value: float = 0.0
-    fees: float = 0.0
-    mae_low: float = math.nan
-    n_partial: int = 0
-    entry_reason: int = 0
-    pending: int = 0  # policy reason code waiting for the next open
-    sig_ms: int = 0  # candle whose close produced the pending intent
-    last_close: float = math.nan
-
-
-@dataclass
-class Decision:
-    candle_ms: int
-    symbol: str
-    phase: str  # open / intrabar / close
-    action: str  # enter / skip / exit / hold / signal ...
-    reason: str
-    prediction: float | None
-    price: float | None
-    qty: float | None
 
 
 class Engine:
@@ -119,6 +66,7 @@ class Engine:
         cash: float,
         broker: Broker,
         ledger: Ledger,
+        tf_ms: int,
         model_version: str = "",
     ) -> None:
         self.symbols = list(symbols)
@@ -128,175 +76,60 @@ class Engine:
         self.slip = slippage
         self.broker = broker
         self.ledger = ledger
+        self.tf_ms = tf_ms
         self.model_version = model_version
         self.ps, self.ring = pol.new_state(len(symbols), self.pp)
         self.rs = rk.new_state(cash)
-        self.acct = [Account() for _ in symbols]
-        self.cash = cash
-        self.equity = cash
-        self.fees_paid = 0.0
-        self.risk_counts = [0] * rk.N_CODES
-        self.last_candle_ms: int | None = None  # last candle whose close phase ran
-        self.open_ms: int | None = None  # last candle whose open phase ran
+        self.acct = ac.new_acct(len(symbols))
+        self.wallet = ac.new_wallet(cash)
+        self.risk_counts = np.zeros(rk.N_CODES, dtype=np.int64)
+        self.last_candle_ms: int | None = None  # last candle whose close phase completed
+        self.open_ms: int | None = None  # last candle whose open phase began
+        self.open_done = True  # ... and completed
         self.paused = False
-        self._decisions: list[Decision] = []
-        self._trades: list[tuple[Any, ...]] = []
-        self._fills: list[tuple[Any, ...]] = []
-        self._equity_row: tuple[int, float, float, float, float] | None = None
+        # An unexplained ledger/exchange difference halts entries until `reconcile --adopt`.
+        self.reconcile_halt: dict[str, Any] | None = None
+        self._clus = np.zeros(self.member.shape[1])
+        self._decisions: list[tuple[Any, ...]] = []
 
-    # -- state -------------------------------------------------------------------------------
+    # -- figures ---------------------------------------------------------------------------
+    @property
+    def cash(self) -> float:
+        return float(self.wallet[0]["cash"])
+
+    @property
+    def equity(self) -> float:
+        return float(self.wallet[0]["equity"])
+
+    @property
+    def fees_paid(self) -> float:
+        return float(self.wallet[0]["fees"])
+
+    def held(self) -> list[int]:
+        return [s for s in range(len(self.symbols)) if self.acct[s]["qty"] > 0.0]
+
+    def stop_price(self, s: int) -> float | None:
+        """The resting stop's level (stop-loss or trailing, the higher) of a held position."""
+        if self.acct[s]["qty"] <= 0.0:
+            return None
+        reason, level = pol.stop_level(self.ps[s], self.pp[0])
+        return float(level) if reason != pol.NONE and level > 0 else None
+
+    # -- state -----------------------------------------------------------------------------
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "symbols": self.symbols,
-            "policy": [list(r) for r in self.ps.tolist()],
-            "ring": self.ring.tolist(),
-            "risk": list(self.rs.tolist()[0]),
-            "accounts": [asdict(a) for a in self.acct],
-            "cash": self.cash,
-            "equity": self.equity,
-            "fees_paid": self.fees_paid,
-            "risk_counts": self.risk_counts,
-            "last_candle_ms": self.last_candle_ms,
-            "open_ms": self.open_ms,
-            "paused": self.paused,
-        }
+        return state.to_doc(self)
 
     def load_doc(self, doc: dict[str, Any]) -> list[str]:
         """Restore a saved state; returns the symbols held in it that are no longer configured
         (their positions are reported, never traded)."""
-        from tradekit.errors import InputError
+        return state.load_doc(self, doc)
 
-        if doc.get("version") != STATE_VERSION:
-            raise InputError(f"{self.ledger.path}: engine state version {doc.get('version')}")
-        saved = list(doc["symbols"])
-        gone = []
-        names = {f.name for f in fields(Account)}
-        for i, sym in enumerate(saved):
-            acct = Account(**{k: v for k, v in doc["accounts"][i].items() if k in names})
-            if sym not in self.symbols:
-                if acct.qty > 0:
-                    gone.append(sym)
-                continue
-            j = self.symbols.index(sym)
-            self.acct[j] = acct
-            self.ps[j] = tuple(doc["policy"][i])
-            ring = np.asarray(doc["ring"][i], dtype=np.float64)
-            n = min(len(ring), self.ring.shape[1])
-            self.ring[j, :n] = ring[:n]
-        self.rs[0] = tuple(doc["risk"])
-        self.cash = float(doc["cash"])
-        self.equity = float(doc["equity"])
-        self.fees_paid = float(doc["fees_paid"])
-        self.risk_counts = list(doc["risk_counts"])
-        self.last_candle_ms = doc["last_candle_ms"]
-        self.open_ms = doc["open_ms"]
-        self.paused = bool(doc.get("paused", False))
-        return gone
+    def book(self, row: sqlite3.Row, st: OrderStatus) -> OrderStatus:
+        """Book what the exchange reports of an order (``tradekit.live.booking``)."""
+        return booking.book(self, row, st)
 
-    # -- orders ------------------------------------------------------------------------------
-    def _execute(
-        self, req: OrderRequest, ref_price: float, candle_ms: int, reason: str
-    ) -> OrderStatus:
-        row = self.ledger.order(req.key)
-        if row is not None and row["status"] in ("closed", "canceled", "rejected"):
-            # Done before a crash that lost the rest of this phase: reuse it, send nothing.
-            avg = row["avg_price"]
-            st = OrderStatus(
-                req.key,
-                row["exchange_id"],
-                row["status"],
-                float(row["filled"]),
-                math.nan if avg is None else float(avg),
-                float(row["fee"]),
-                row["message"],
-            )
-        else:
-            st = self._send(req, ref_price, candle_ms, reason, row)
-        if st.filled > 0:
-            self._fills.append(
-                (req.key, req.symbol, req.side, st.filled, st.avg_price, st.fee, reason, candle_ms)
-            )
-        return st
-
-    def _send(
-        self, req: OrderRequest, ref_price: float, candle_ms: int, reason: str, row: Any
-    ) -> OrderStatus:
-        if row is None:
-            self.ledger.add_order(
-                req.key, req.userref, req.symbol, req.side, req.kind, req.qty,
-                req.stop_price, candle_ms, reason,
-            )  # fmt: skip
-        st = self.broker.execute(req, ref_price, maybe_sent=row is not None)
-        self.ledger.update_order(
-            req.key,
-            status=st.status,
-            exchange_id=st.exchange_id,
-            filled=st.filled,
-            avg_price=None if math.isnan(st.avg_price) else st.avg_price,
-            fee=st.fee,
-            message=st.message,
-        )
-        return st
-
-    def _sell(self, s: int, t_ms: int, qty: float, ref: float, reason: int, tag: str) -> float:
-        """Sell ``qty`` of symbol ``s``; returns the quantity sold."""
-        sym = self.symbols[s]
-        req = OrderRequest(f"{sym}|{t_ms}|{tag}", sym, "sell", qty)
-        st = self._execute(req, ref, t_ms, pol.REASON_NAMES[reason])
-        if st.filled <= 0:
-            self.ledger.event(
-                "error", "order", f"{sym}: sell {qty:g} {st.status}: {st.message}", key=req.key
-            )
-            return 0.0
-        self._book_sell(s, st.filled, st.avg_price, st.fee)
-        return st.filled
-
-    def _book_sell(
-        self, s: int, qty: float, price: float, fee: float, *, dust: float = 1e-12
-    ) -> None:
-        """A sell fill in the account and the wallet (the kernel's ``_sell``); a remainder
-        below ``dust`` of the entry quantity counts as flat."""
-        a = self.acct[s]
-        value = qty * price
-        a.qty -= qty
-        if a.qty < a.entry_qty * dust:
-            a.qty = 0.0
-        a.proceeds += value - fee
-        a.exit_qty += qty
-        a.exit_value += value
-        a.fees += fee
-        self.cash += value - fee
-        self.fees_paid += fee
-
-    def _close_trade(
-        self, s: int, t_ms: int, reason: int, mae_arg: float, reason_name: str = ""
-    ) -> None:
-        """Record the closed trade; ``reason_name`` names an exit that is not a policy rule
-        (a kill)."""
-        a = self.acct[s]
-        pnl = a.proceeds - a.cost
-        low = min(a.mae_low, mae_arg)
-        self._trades.append(
-            (
-                self.symbols[s],
-                a.entry_ms,
-                t_ms,
-                a.entry_price,
-                a.exit_value / a.exit_qty if a.exit_qty > 0 else math.nan,
-                a.entry_qty,
-                a.fees,
-                pnl,
-                pnl / a.cost,
-                reason_name or pol.REASON_NAMES[reason],
-                pol.REASON_NAMES[a.entry_reason],
-                max(0.0, 1.0 - low / a.entry_price),
-                a.n_partial,
-            )
-        )
-        a.qty = 0.0
-
-    def _decide(
+    # -- decisions and commits -------------------------------------------------------------
+    def decide(
         self,
         t_ms: int,
         s: int,
@@ -307,102 +140,170 @@ class Engine:
         price: float | None = None,
         qty: float | None = None,
     ) -> None:
-        self._decisions.append(
-            Decision(t_ms, self.symbols[s], phase, action, reason, pred, price, qty)
-        )
+        self._decisions.append((t_ms, self.symbols[s], phase, action, reason, pred, price, qty))
 
-    # -- the candle ----------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Decisions so far, the positions and the engine state, in one transaction."""
+        positions = []
+        for s in self.held():
+            a = self.acct[s]
+            last = float(a["last_close"])
+            positions.append(
+                (
+                    self.symbols[s],
+                    float(a["qty"]),
+                    float(a["entry_price"]),
+                    int(a["entry_t"]),
+                    float(a["cost"]),
+                    float(a["entry_price"]) if math.isnan(last) else last,
+                    self.stop_price(s),
+                    booking.reason_name(int(a["entry_reason"])),
+                )
+            )
+        with self.ledger.tx():
+            self.ledger.decisions(
+                [(*d, self.model_version, self._input_hash) for d in self._decisions]
+            )
+            self.ledger.set_positions(positions)
+            self.ledger.save_engine(self.to_doc(), self.last_candle_ms)
+        self._decisions.clear()
+
+    _input_hash = ""
+
+    # -- orders ----------------------------------------------------------------------------
+    def place(
+        self,
+        req: OrderRequest,
+        ref_price: float,
+        t_ms: int,
+        reason: str,
+        *,
+        sig_ms: int | None = None,
+        steps: int = 0,
+    ) -> OrderStatus | None:
+        """Decide (write-ahead), send, book. A decision repeated after a crash finds its order
+        already in the ledger: one still unsettled is left to recovery (never sent twice); one
+        that never reached the exchange is sent again under a new key."""
+        row = self.ledger.order(req.key)
+        n = 1
+        while row is not None:
+            if row["status"] in ("submitting", "open") or float(row["filled"]) > 0.0:
+                self.commit()
+                return None
+            n += 1
+            req = OrderRequest(f"{req.key.split('#')[0]}#{n}", req.symbol, req.side, req.qty,
+                               req.kind, req.stop_price)  # fmt: skip
+            row = self.ledger.order(req.key)
+        with self.ledger.tx():
+            self.ledger.add_order(
+                req.key, req.userref, req.symbol, req.side, req.kind, req.qty, req.stop_price,
+                t_ms, reason, ref_price=ref_price, sig_ms=sig_ms, steps=steps,
+                deadline_ms=self.broker.deadline_ms(),
+            )  # fmt: skip
+            self.commit()
+        st = self.broker.execute(req, ref_price)
+        row = self.ledger.order(req.key)
+        assert row is not None
+        return self.book(row, st)
+
+    # -- the candle ------------------------------------------------------------------------
     def open_phase(self, t_ms: int, opens: NDArray[np.float64]) -> None:
         """At the open of candle ``t_ms``: ``opens[s]`` is NaN for a symbol without a candle
-        (its pending orders wait for its next candle, as in the backtest)."""
-        if self.open_ms is not None and t_ms <= self.open_ms:
-            return  # already done (a restart repeating the cycle)
-        valid = [not math.isnan(o) for o in opens]
-        rk.roll_day(self.rs[0], t_ms, self.equity)
-        entries = False
-        for s, a in enumerate(self.acct):
-            if not valid[s] or a.pending == 0:
-                continue
-            if a.pending == pol.EXIT_SIGNAL:
-                a.pending = 0
-                if a.qty > 0.0:
-                    self._decide(t_ms, s, "open", "exit", "exit_signal", price=opens[s], qty=a.qty)
-                    sold = self._sell(s, t_ms, a.qty, opens[s], pol.EXIT_SIGNAL, "exit")
-                    if sold > 0 and a.qty <= 0.0:
-                        self._close_trade(s, t_ms, pol.EXIT_SIGNAL, math.inf)
-                        pol.on_exit(self.ps[s])
-            else:
-                entries = True
-        if entries:
-            self._enter(t_ms, opens, valid)
-        self.open_ms = t_ms
-        self._commit(t_ms)
+        (its pending orders wait for its next candle, as in the backtest). Resumable: after a
+        crash it carries on with the intents not yet decided."""
+        if self.open_ms is not None and (
+            t_ms < self.open_ms or (t_ms == self.open_ms and self.open_done)
+        ):
+            return
+        if self.open_ms != t_ms:
+            self.open_ms, self.open_done = t_ms, False
+            self._halt_events(rk.roll_day(self.rs[0], t_ms, self.equity), t_ms)
+        valid = ~np.isnan(opens)
+        for s in range(len(self.symbols)):
+            a = self.acct[s]
+            if valid[s] and a["pending"] != 0 and pol.is_exit(int(a["pending"])):
+                self._exit_at_open(s, t_ms, float(opens[s]))
+        for s in range(len(self.symbols)):
+            a = self.acct[s]
+            if valid[s] and a["pending"] != 0:
+                self._entry_at_open(s, t_ms, opens, valid)
+        self.open_done = True
+        self.commit()
 
-    def _enter(self, t_ms: int, opens: NDArray[np.float64], valid: list[bool]) -> None:
-        exposure = 0.0
-        n_open = 0
-        clus = np.zeros(self.member.shape[1])
-        for s, a in enumerate(self.acct):
-            if a.qty > 0.0:
-                mark = opens[s] if valid[s] else a.last_close
-                exposure += a.qty * mark
-                n_open += 1
-                clus += a.qty * mark * self.member[s]
-        rp = self.rp[0]
-        rs = self.rs[0]
-        for s, a in enumerate(self.acct):
-            if not valid[s] or a.pending == 0:
-                continue
-            reason = a.pending
-            a.pending = 0
-            if a.qty > 0.0:
-                continue
-            if self.paused:
-                self._decide(t_ms, s, "open", "skip", "paused", price=opens[s])
-                continue
-            cash = self.cash
-            equity = cash + exposure
-            price = opens[s] * (1.0 + self.slip)
-            code = rk.halt_code(rs, equity, rp)
-            qty = 0.0
-            if code == rk.OK:
-                qty, code = rk.size_entry(
-                    equity, cash, price, self.fee, n_open, exposure, clus, self.member[s], rp
-                )
-            self.risk_counts[code] += 1
+    def _exit_at_open(self, s: int, t_ms: int, open_: float) -> None:
+        a = self.acct[s]
+        reason, steps = int(a["pending"]), int(a["pend_steps"])
+        a["pending"], a["pend_steps"] = 0, 0
+        if a["qty"] <= 0.0:
+            return
+        name = pol.REASON_NAMES[reason]
+        price = open_ * (1.0 - self.slip)
+        qty, sold = float(a["qty"]), 0
+        if reason == pol.PARTIAL_TP:
+            qty, sold = rk.partial_qty(
+                qty, self.pp[0]["pfrac"], steps, price, self.rp[0], self.risk_counts
+            )
+            for _ in range(steps):
+                pol.on_partial(self.ps[s])
             if qty <= 0.0:
-                self._decide(t_ms, s, "open", "skip", rk.CODE_NAMES[code], price=price)
-                continue
-            self._decide(t_ms, s, "open", "enter", rk.CODE_NAMES[code], price=price, qty=qty)
-            sym = self.symbols[s]
-            req = OrderRequest(f"{sym}|{t_ms}|entry", sym, "buy", qty)
-            st = self._execute(req, opens[s], t_ms, pol.REASON_NAMES[reason])
-            if st.filled <= 0:
-                self.ledger.event(
-                    "error", "order", f"{sym}: buy {qty:g} {st.status}: {st.message}", key=req.key
+                self.decide(
+                    t_ms, s, "open", "skip", rk.CODE_NAMES[rk.REJECT_MIN_ORDER], price=price
                 )
-                continue
-            q = st.filled
-            value = q * st.avg_price
-            self.cash = max(cash - value - st.fee, 0.0)
-            self.fees_paid += st.fee
-            a.qty = q
-            a.entry_ms = t_ms
-            a.entry_price = st.avg_price
-            a.entry_qty = q
-            a.cost = value + st.fee
-            a.proceeds = 0.0
-            a.exit_qty = 0.0
-            a.exit_value = 0.0
-            a.fees = st.fee
-            a.mae_low = st.avg_price
-            a.n_partial = 0
-            a.entry_reason = reason
-            pol.on_entry(self.ps[s], st.avg_price)
-            mark = q * opens[s]
-            exposure += mark
-            n_open += 1
-            clus += mark * self.member[s]
+                return
+        self.decide(t_ms, s, "open", "exit", name, price=price, qty=qty)
+        sym = self.symbols[s]
+        req = OrderRequest(f"{sym}|{t_ms}|{name}", sym, "sell", qty)
+        self.place(req, open_, t_ms, name, sig_ms=int(a["sig_t"]), steps=sold)
+
+    def _entry_at_open(self, s: int, t_ms: int, opens: NDArray[np.float64], valid: Any) -> None:
+        a = self.acct[s]
+        reason, sig = int(a["pending"]), int(a["sig_t"])
+        a["pending"] = 0
+        if a["qty"] > 0.0:
+            return
+        if self.paused or self.reconcile_halt:
+            why = "paused" if self.paused else "reconcile_difference"
+            self.decide(t_ms, s, "open", "skip", why, price=float(opens[s]))
+            return
+        exposure, n_open = ac.open_exposure(
+            self.acct, opens, valid.astype(np.uint8), self.member, self._clus
+        )
+        cash = self.cash
+        equity = cash + exposure
+        price = float(opens[s]) * (1.0 + self.slip)
+        code = rk.halt_code(self.rs[0], equity, self.rp[0])
+        qty = 0.0
+        if code == rk.OK:
+            qty, code = rk.size_entry(
+                equity, cash, price, self.fee, n_open, exposure, self._clus, self.member[s],
+                self.rp[0],
+            )  # fmt: skip
+        self.risk_counts[code] += 1
+        if qty <= 0.0:
+            self.decide(t_ms, s, "open", "skip", rk.CODE_NAMES[code], price=price)
+            return
+        self.decide(t_ms, s, "open", "enter", rk.CODE_NAMES[code], price=price, qty=qty)
+        sym = self.symbols[s]
+        req = OrderRequest(f"{sym}|{t_ms}|entry", sym, "buy", qty)
+        self.place(req, float(opens[s]), t_ms, pol.REASON_NAMES[reason], sig_ms=sig)
+
+    def expire_open(self, t_ms: int) -> None:
+        """The open phase of ``t_ms`` can no longer happen at its price (a restart after that
+        candle closed): its pending entries are dropped as stale; pending exits wait for the
+        next open."""
+        if self.open_ms is not None and (
+            t_ms < self.open_ms or (t_ms == self.open_ms and self.open_done)
+        ):
+            return
+        if self.open_ms != t_ms:
+            self._halt_events(rk.roll_day(self.rs[0], t_ms, self.equity), t_ms)
+        for s in range(len(self.symbols)):
+            a = self.acct[s]
+            if a["pending"] != 0 and not pol.is_exit(int(a["pending"])):
+                a["pending"] = 0
+                self.decide(t_ms, s, "open", "skip", "stale_signal")
+        self.open_ms, self.open_done = t_ms, True
+        self.commit()
 
     def close_phase(
         self,
@@ -418,157 +319,123 @@ class Engine:
         ``pred`` NaN = no prediction (no entry; the exit count holds)."""
         if self.last_candle_ms is not None and t_ms <= self.last_candle_ms:
             return
+        self._input_hash = input_hash
+        self.stops(t_ms, o, lo)
         pp = self.pp[0]
-        rp = self.rp[0]
         dip = pp["dip"] != 0.0
         exposure = 0.0
-        for s, a in enumerate(self.acct):
+        w = self.wallet[0]
+        for s in range(len(self.symbols)):
+            a = self.acct[s]
             if math.isnan(o[s]):
-                if a.qty > 0.0:
-                    exposure += a.qty * a.last_close
+                if a["qty"] > 0.0:
+                    exposure += a["qty"] * a["last_close"]
                 continue
             row = self.ps[s]
-            if a.qty > 0.0:
-                self._intrabar(t_ms, s, row, o[s], h[s], lo[s], pp, rp)
-            a.last_close = c[s]
+            if a["qty"] > 0.0:
+                ac.hold_bar(a, lo[s], h[s])
+                pol.end_of_bar(row, h[s])
+            a["last_close"] = c[s]
             if dip:
                 pol.dip_update(row, self.ring[s], h[s], c[s], pp)
-            intent = pol.on_close(row, pred[s], pp)
+            intent, steps = pol.close_intent(row, pred[s], h[s], pp)
             p = None if math.isnan(pred[s]) else float(pred[s])
             if intent != pol.NONE:
-                a.pending = intent
-                a.sig_ms = t_ms
-                self._decide(t_ms, s, "close", "signal", pol.REASON_NAMES[intent], p, c[s])
+                a["pending"], a["pend_steps"], a["sig_t"] = intent, steps, t_ms
+                self.decide(t_ms, s, "close", "signal", pol.REASON_NAMES[intent], p, float(c[s]))
             else:
-                self._decide(
-                    t_ms, s, "close", "hold" if a.qty > 0 else "wait",
-                    "no_prediction" if p is None else "none", p, c[s],
-                )  # fmt: skip
-            if a.qty > 0.0:
-                exposure += a.qty * c[s]
-        self.equity = self.cash + exposure
-        rk.note_equity(self.rs[0], self.equity)
+                action = "hold" if a["qty"] > 0 else "wait"
+                self.decide(
+                    t_ms,
+                    s,
+                    "close",
+                    action,
+                    "none" if p is not None else "no_prediction",
+                    p,
+                    float(c[s]),
+                )
+            if a["qty"] > 0.0:
+                exposure += a["qty"] * c[s]
+        equity = self.cash + exposure
+        if exposure > 0.0:
+            w["expo_bars"] += 1
+            w["expo_sum"] += exposure / equity
+        w["equity"] = equity
+        self._halt_events(rk.note_equity(self.rs[0], equity, t_ms, self.rp[0]), t_ms)
         self.last_candle_ms = t_ms
-        self._equity_row = (t_ms, self.equity, self.cash, exposure, float(self.rs[0]["peak"]))
-        self._commit(t_ms, input_hash)
+        with self.ledger.tx():
+            self.ledger.add_equity(t_ms, equity, self.cash, exposure, float(self.rs[0]["peak"]))
+            self.commit()
+        self._input_hash = ""
 
-    def _intrabar(
-        self, t_ms: int, s: int, row: Any, o: float, h: float, low: float, pp: Any, rp: Any
-    ) -> None:
-        a = self.acct[s]
-        k = 0
-        while True:
-            reason, raw, frac = pol.intrabar_event(row, o, h, low, pp)
+    def stops(self, t_ms: int, o: NDArray[np.float64], lo: NDArray[np.float64]) -> None:
+        """Stops reached inside candle ``t_ms``: each position's stop-loss or trailing stop,
+        sold at the level (at the open when the candle gapped through it)."""
+        for s in self.held():
+            if math.isnan(o[s]):
+                continue
+            reason, raw = pol.stop_event(self.ps[s], o[s], lo[s], self.pp[0])
             if reason == pol.NONE:
-                a.mae_low = min(a.mae_low, low)
-                pol.end_of_bar(row, h)
-                return
-            price = raw * (1.0 - self.slip)
-            held = a.qty
-            qty = held
-            if frac < 1.0:
-                qty, code = rk.exit_qty(held, frac, price, rp)
-                if qty <= 0.0:
-                    self.risk_counts[code] += 1
-                    self._decide(t_ms, s, f"intrabar{k}", "skip", rk.CODE_NAMES[code], price=price)
-                    k += 1
-                    pol.on_partial(row)
-                    continue
+                continue
             name = pol.REASON_NAMES[reason]
-            self._decide(t_ms, s, f"intrabar{k}", "exit", name, price=price, qty=qty)
-            sold = self._sell(s, t_ms, qty, raw, reason, f"{name}{k}")
-            k += 1
-            if sold <= 0:
-                return  # the order failed (logged); the position stays, the stop holds
-            if a.qty <= 0.0:
-                stop = reason in (pol.STOPLOSS, pol.TRAILING_STOP)
-                self._close_trade(s, t_ms, reason, raw if stop else low)
-                pol.on_exit(row)
-                return
-            pol.on_partial(row)
-            a.n_partial += 1
+            qty = float(self.acct[s]["qty"])
+            self.decide(t_ms, s, "intrabar", "exit", name, price=raw * (1.0 - self.slip), qty=qty)
+            sym = self.symbols[s]
+            self.place(OrderRequest(f"{sym}|{t_ms}|{name}", sym, "sell", qty), raw, t_ms, name)
 
-    # -- persistence ---------------------------------------------------------------------------
-    def _commit(self, t_ms: int, input_hash: str = "") -> None:
-        """The phase's history and the engine state, in one transaction."""
-        from tradekit.live.ledger import now_ms
+    def missed(self, t_ms: int, o: Any, h: Any, lo: Any, *, stops: bool) -> None:
+        """A candle that closed while the loop was down: no signals, but held positions are
+        managed on it: their stops (``stops``: the paper broker's own, as a resting exchange
+        stop would have filled) and their watermark, MAE and MFE."""
+        if stops:
+            self.stops(t_ms, o, lo)
+        for s in self.held():
+            if not math.isnan(o[s]):
+                ac.hold_bar(self.acct[s], lo[s], h[s])
+                pol.end_of_bar(self.ps[s], h[s])
+        self.commit()
 
-        now = now_ms()
-        with self.ledger.tx() as db:
-            self.ledger.decisions(
-                [
-                    (
-                        d.candle_ms, d.symbol, d.phase, d.action, d.reason, d.prediction,
-                        d.price, d.qty, self.model_version, input_hash,
-                    )
-                    for d in self._decisions
-                ]
-            )  # fmt: skip
-            if self._fills:
-                db.executemany(
-                    "INSERT OR IGNORE INTO fills (order_key, symbol, side, qty, price, fee, "
-                    "reason, candle_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*f, now) for f in self._fills],
-                )
-            if self._trades:
-                db.executemany(
-                    "INSERT OR IGNORE INTO trades (symbol, entry_ms, exit_ms, entry_price, "
-                    "exit_price, qty, fees, pnl, pnl_pct, exit_reason, entry_reason, mae, "
-                    "partial_exits, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(*tr, now) for tr in self._trades],
-                )
-            if self._decisions or self._fills or self._trades or self._equity_row:
-                self._write_positions(db, now)
-            eq = self._equity_row
-            if eq is not None:
-                db.execute(
-                    "INSERT OR IGNORE INTO equity (candle_ms, equity, cash, exposure, peak, "
-                    "created_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                    (*eq, now),
-                )
-                self._equity_row = None
-            self.ledger.save_engine(self.to_doc(), t_ms)
-        self._decisions.clear()
-        self._fills.clear()
-        self._trades.clear()
+    # -- halts -----------------------------------------------------------------------------
+    def halts(self) -> dict[str, int | None]:
+        """The halts in force and the candle each began at (None: since before a restart)."""
+        rs = self.rs[0]
+        out: dict[str, int | None] = {}
+        if rs["halted"] != 0.0:
+            out["daily_loss"] = int(rs["daily_since"])
+        if rs["dd_count"] > 0:
+            out["drawdown"] = int(rs["dd_since"])
+        if self.reconcile_halt:
+            out["reconcile"] = self.reconcile_halt.get("since_ms")
+        return out
 
-    def _write_positions(self, db: Any, now: int) -> None:
-        db.execute("DELETE FROM positions")
-        rows = [
-            (
-                sym,
-                a.qty,
-                a.entry_price,
-                a.entry_ms,
-                a.cost,
-                a.last_close if not math.isnan(a.last_close) else a.entry_price,
-                self.stop_price(s),
-                pol.REASON_NAMES[a.entry_reason],
-                now,
-            )
-            for s, (sym, a) in enumerate(zip(self.symbols, self.acct, strict=True))
-            if a.qty > 0.0
-        ]
-        db.executemany(
-            "INSERT INTO positions (symbol, qty, entry_price, entry_ms, cost, last_price, "
-            "stop_price, entry_reason, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    def lift_halts(self) -> str:
+        """``resume`` by hand: the risk halts lift, the day and the peak re-base to equity."""
+        before = sorted(k for k in self.halts() if k != "reconcile")
+        self._halt_events(rk.lift(self.rs[0], self.equity), self.last_candle_ms or 0)
+        return ", ".join(before)
 
-    def stop_price(self, s: int) -> float | None:
-        """The stop level (stop-loss or trailing, the higher) of an open position."""
-        a = self.acct[s]
-        if a.qty <= 0.0:
-            return None
-        pp = self.pp[0]
-        row = self.ps[s]
-        stop = -1.0
-        if pp["sl"] > 0.0:
-            stop = float(row["entry"]) * (1.0 - float(pp["sl"]))
-        if pp["trail"] > 0.0:
-            stop = max(stop, float(row["high"]) * (1.0 - float(pp["trail"])))
-        return stop if stop > 0 else None
-
-    def positions_value(self) -> float:
-        """Open positions marked at their last close."""
-        return sum(a.qty * a.last_close for a in self.acct if a.qty > 0.0)
+    def _halt_events(self, ev: int, t_ms: int) -> None:
+        """Halt events as ledger events: the phone hears of each start and lift."""
+        if not ev:
+            return
+        texts = {
+            rk.DAILY_ON: (
+                "warning",
+                "halted: daily_loss (no new entries until the next UTC day; exits go on)",
+            ),
+            rk.DAILY_OFF: ("info", "halt lifted (daily_loss): a new UTC day"),
+            rk.DD_ON: ("warning", "halted: drawdown (no new entries; exits go on)"),
+            rk.DD_OFF: ("info", "halt lifted (drawdown): equity recovered"),
+            rk.DD_LIFT: (
+                "info",
+                "halt lifted (drawdown): its candles are over; the peak re-bases to equity",
+            ),
+            rk.MANUAL_LIFT: (
+                "info",
+                "halts lifted by resume; the day and the peak re-base to equity",
+            ),
+        }
+        for bit, (level, text) in texts.items():
+            if ev & bit:
+                self.ledger.event(level, "halt", text, candle_ms=t_ms, equity=self.equity)
+                log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)

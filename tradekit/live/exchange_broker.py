@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tradekit import interrupt
 from tradekit.data.exchange import RetryPolicy, call, describe, load_markets, resolve_symbol
-from tradekit.errors import ConfigError, ExternalError, UsageError
+from tradekit.errors import ConfigError, ExternalError
 from tradekit.live.orders import MarketRules, OrderRequest, OrderStatus, Status
 
 log = logging.getLogger(__name__)
@@ -149,21 +149,22 @@ class ExchangeBroker:
         bal = self._call(self.ex.fetch_balance, what="reading the balance")
         return {str(c): float(v) for c, v in (bal.get("total") or {}).items() if v is not None}
 
-    def heartbeat(self, timeout_s: int = 60) -> None:
-        """Arm (or re-arm) the dead man's switch: the exchange cancels every open order unless
-        this is called again within ``timeout_s`` seconds; 0 disarms it."""
-        if not 0 <= timeout_s <= 86400:
-            raise UsageError(f"dead man's switch timeout {timeout_s}s is not within 0..86400")
-        self._markets()
-        # ccxt takes milliseconds and sends Kraken seconds.
-        self._call(
-            self.ex.cancel_all_orders_after, timeout_s * 1000, what="arming the dead man's switch"
-        )
-
     # -- orders ---------------------------------------------------------------------------------
 
-    def place(self, req: OrderRequest, *, maybe_sent: bool = False) -> OrderStatus:
-        """Send ``req`` once: a lost answer is resolved by looking the order up by userref."""
+    def place(
+        self,
+        req: OrderRequest,
+        *,
+        maybe_sent: bool = False,
+        deadline: Callable[[], int | None] | None = None,
+    ) -> OrderStatus:
+        """Send ``req`` once: a lost answer is resolved by looking the order up by userref.
+
+        ``deadline`` gives, before each attempt, the exchange time (ms) after which Kraken's
+        matching engine must reject this request if it has not reached it (AddOrder
+        ``deadline``): an attempt lost in a queue can then not fill minutes later, and a
+        restart that does not find the order after its deadline knows it never existed. The
+        caller records the value before the request leaves."""
         ccxt = _ccxt()
         self._markets()
         if maybe_sent:
@@ -174,7 +175,7 @@ class ExchangeBroker:
         delay, last = self.retry.backoff_s, ""
         for attempt in range(self.retry.retries + 1):
             try:
-                order = self._send(req)
+                order = self._send(req, deadline() if deadline is not None else None)
             except (ccxt.InsufficientFunds, ccxt.InvalidOrder, ccxt.BadSymbol) as e:
                 return self._rejected(req, e)
             except ccxt.NetworkError as e:
@@ -188,7 +189,7 @@ class ExchangeBroker:
                     attempt + 1,
                     self.retry.retries + 1,
                 )
-                time.sleep(delay)
+                interrupt.sleep(delay)
                 delay = min(max(delay * 2, 0.0), self.retry.max_backoff_s)
                 found = self.lookup(req)
                 if found is not None:
@@ -208,8 +209,10 @@ class ExchangeBroker:
             f"{self.retry.retries + 1} attempts and the exchange does not list it: {last}"
         )
 
-    def _send(self, req: OrderRequest) -> Any:
+    def _send(self, req: OrderRequest, deadline_ms: int | None) -> Any:
         params: dict[str, Any] = {"userref": req.userref}
+        if deadline_ms is not None:
+            params["deadline"] = rfc3339(deadline_ms)
         if req.kind == "stop":
             # ccxt turns type "market" + stopLossPrice into Kraken's ordertype=stop-loss with
             # price=<trigger>; it applies the price and amount precision itself.
@@ -231,7 +234,7 @@ class ExchangeBroker:
             # "missing" too is polled: Kraken may list an order a moment after accepting it.
             if st.done or (req.kind != "market" and st.status == "open"):
                 break
-            time.sleep(self.poll_s)
+            interrupt.sleep(self.poll_s)
             st = self.refresh(st)
         return st
 
@@ -330,6 +333,8 @@ class ExchangeBroker:
         if filled > 0 and math.isnan(avg):
             avg = _num(o.get("cost")) / filled
         info = o.get("info") or {}
+        cost = _num(o.get("cost"))
+        when = o.get("lastTradeTimestamp") or _num(info.get("closetm")) * 1000
         extra = {
             k: str(v)
             for k, v in (
@@ -350,6 +355,8 @@ class ExchangeBroker:
             fee=self._fee(o, avg),
             message=str(reason) if reason and status != "closed" else "",
             extra=extra,
+            cost=cost if filled > 0 and not math.isnan(cost) else math.nan,
+            time_ms=int(when) if filled > 0 and when and not math.isnan(when) else None,
         )
 
     def _fee(self, o: dict[str, Any], avg: float) -> float:
@@ -363,6 +370,13 @@ class ExchangeBroker:
         if cur is not None and cur == base and not math.isnan(avg):
             return cost * avg
         return cost
+
+
+def rfc3339(ms: int) -> str:
+    """Kraken's deadline format, whole seconds rounded up (never earlier than asked)."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(-(-ms // 1000), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _num(v: Any) -> float:

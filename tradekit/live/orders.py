@@ -49,6 +49,12 @@ class OrderStatus:
     fee: float = 0.0  # quote currency
     message: str = ""  # why it was rejected / canceled, for the ledger
     extra: dict[str, str] = field(default_factory=dict)
+    cost: float = math.nan  # quote value filled before the fee; NaN: filled * avg_price
+    time_ms: int | None = None  # when it last filled, by the exchange's clock
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.cost):
+            self.cost = self.filled * self.avg_price if self.filled > 0 else 0.0
 
     @property
     def done(self) -> bool:

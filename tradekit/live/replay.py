@@ -48,8 +48,10 @@ def replay(
     import time
 
     from tradekit.data.market import load_market
-    from tradekit.live.engine import Engine, PaperBroker
-    from tradekit.live.ledger import Ledger
+    from tradekit.ledger import Ledger
+    from tradekit.live.brokers import PaperBroker
+    from tradekit.live.engine import Engine
+    from tradekit.timeutil import timeframe_ms
 
     t0 = time.perf_counter()
     market = load_market(ohlcv, predictions)
@@ -61,7 +63,7 @@ def replay(
                 f"{state}: this ledger belongs to a {meta.get('mode')} run; give the replay "
                 "its own --state file"
             )
-        ledger.set_meta(mode="replay", symbols=",".join(market.symbols))
+        broker = PaperBroker(costs.fee, costs.slippage)
         engine = Engine(
             market.symbols,
             cfg.policy,
@@ -69,20 +71,25 @@ def replay(
             fee=costs.fee,
             slippage=costs.slippage,
             cash=costs.starting_balance,
-            broker=PaperBroker(costs.fee, costs.slippage),
+            broker=broker,
             ledger=ledger,
+            tf_ms=timeframe_ms(market.timeframe),
             model_version="replay",
         )
         doc = ledger.load_engine()
-        if doc is not None:
+        if doc is None:
+            ledger.init(engine.to_doc(), mode="replay", symbols=",".join(market.symbols))
+        else:
             gone = engine.load_doc(doc)
             if gone:
                 raise InputError(
                     f"{state}: holds positions in {', '.join(gone)}, not in the replay"
                 )
-        # The ledger is the replay's only output: durability per candle costs a sync each,
-        # and a replay killed midway is simply resumed from its last committed candle.
-        ledger.db.execute("PRAGMA synchronous=OFF")
+        # The ledger is the replay's only output, and a replay killed midway is simply
+        # resumed: orders a kill left unsettled are filled as the paper exchange would have.
+        ledger.durable(False)
+        for row in ledger.unsettled_orders():
+            engine.book(row, broker.settle(row))
         ts = market.ts.tolist()
         skipped = 0
         op, hi, lo, cl, pr = market.open, market.high, market.low, market.close, market.pred
@@ -92,14 +99,12 @@ def replay(
                 continue
             engine.open_phase(t_ms, op[t])
             engine.close_phase(t_ms, op[t], hi[t], lo[t], cl[t], pr[t])
-        trades = int(ledger.db.execute("SELECT count(*) FROM trades").fetchone()[0])
-        held = sum(1 for a in engine.acct if a.qty > 0)
         return ReplayResult(
             candles=len(ts),
             skipped=skipped,
             symbols=list(market.symbols),
-            trades=trades,
-            open_positions=held,
+            trades=ledger.count("trades"),
+            open_positions=len(engine.held()),
             final_equity=engine.equity,
             fees_paid=engine.fees_paid,
             seconds=time.perf_counter() - t0,

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tradekit.errors import ExternalError, TradekitError
-from tradekit.live.ledger import Ledger, now_ms
+from tradekit.ledger import SideLedger, now_ms
 from tradekit.notify import text as tx
-from tradekit.notify.courier import CourierState
 from tradekit.notify.signal import MaybeSent, PartialFailure, SignalClient
 
 if TYPE_CHECKING:
@@ -88,7 +87,7 @@ class Commander:
     def __init__(
         self,
         cfg: Config,
-        ledger: Ledger,
+        ledger: SideLedger,
         client: SignalClient,
         *,
         state_path: str,
@@ -98,7 +97,6 @@ class Commander:
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
-        self.state = CourierState(ledger)
         self.client = client
         self.state_path = state_path
         self.allow = allow
@@ -166,7 +164,7 @@ class Commander:
         from tradekit.live.status import snapshot
 
         try:
-            snap = snapshot(self.state_path, drawdown_halt=self.cfg.risk.max_drawdown_halt_frac)
+            snap = snapshot(self.state_path)
         except TradekitError as e:
             return f"status unavailable: {e}"
         return tx.status(snap)
@@ -186,17 +184,19 @@ class Commander:
         return f"{cmd}: requested; no loop is running: the next `tradekit run` applies it first"
 
     def _kill(self, code: str, peer: str) -> str:
-        pending = self.state.get("kill")
+        pending = self.ledger.state("kill")
         now = self.clock()
         if not code:
             new = f"{secrets.randbelow(10**6):06d}"
-            self.state.put("kill", {"code": new, "expires_ms": now + KILL_TTL_MS, "peer": peer})
+            self.ledger.set_state(
+                "kill", {"code": new, "expires_ms": now + KILL_TTL_MS, "peer": peer}
+            )
             return (
                 f"kill closes every position at market and stops the loop. To confirm, send "
                 f"`kill {new}` within {KILL_TTL_MS // 1000} s."
             )
         # One try per code: a wrong guess spends it.
-        self.state.delete("kill")
+        self.ledger.drop_state("kill")
         ok = (
             isinstance(pending, dict)
             and secrets.compare_digest(str(pending.get("code")), code)

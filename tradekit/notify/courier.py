@@ -17,7 +17,6 @@ blocks or stops trading. Delivery is at-most-once per row where the service lets
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 import time
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tradekit.errors import ExternalError
-from tradekit.live.ledger import Ledger, now_ms
+from tradekit.ledger import LedgerView, SideLedger, now_ms
 from tradekit.notify import text as tx
 from tradekit.notify.signal import MaybeSent, PartialFailure, SignalClient
 
@@ -37,29 +36,6 @@ _TS = {"events": "ts_ms", "fills": "created_ms", "trades": "created_ms"}
 _TIE = {"fills": 0, "trades": 1, "events": 2}  # same millisecond: a candle's fills, then its trades
 COLLAPSE = ("exchange",)  # noisy event kinds: one line with a count per batch
 HOUR_MS = 3_600_000
-
-
-class CourierState:
-    """The ``courier`` table as JSON values by key."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-
-    def get(self, key: str) -> Any:
-        row = self.ledger.db.execute("SELECT value FROM courier WHERE key = ?", (key,)).fetchone()
-        return None if row is None else json.loads(row[0])
-
-    def put(self, key: str, value: Any) -> None:
-        with self.ledger.tx() as db:
-            db.execute(
-                "INSERT INTO courier (key, value) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value, separators=(",", ":"))),
-            )
-
-    def delete(self, key: str) -> None:
-        with self.ledger.tx() as db:
-            db.execute("DELETE FROM courier WHERE key = ?", (key,))
 
 
 @dataclass
@@ -85,7 +61,7 @@ class Courier:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: SideLedger,
         client: SignalClient | None,
         recipients: Sequence[str],
         *,
@@ -103,7 +79,7 @@ class Courier:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger = ledger
-        self.state = CourierState(ledger)
+        self.view = LedgerView(ledger.path)
         self.client = client
         self.recipients = list(recipients)
         self.floor = tx.level_rank(events)
@@ -121,54 +97,30 @@ class Courier:
         self._next_try = 0.0
         self._failures = 0
         self._limited_logged = False
-        if self.state.get("cursors") is None:
-            self.state.put("cursors", self._start_cursors(backfill_s))
+        if self.ledger.state("cursors") is None:
+            self.ledger.set_state("cursors", self._start_cursors(backfill_s))
 
     # -- cursors -----------------------------------------------------------------------------
     def _start_cursors(self, backfill_s: float) -> dict[str, int]:
         """First start: deliver the last ``backfill_s`` of history, not a year of it."""
-        cut = now_ms() - int(backfill_s * 1000)
-        out = {}
-        for t in TABLES:
-            row = self.ledger.db.execute(
-                f"SELECT coalesce(max(id), 0) FROM {t} WHERE {_TS[t]} < ?", (cut,)
-            ).fetchone()
-            out[t] = int(row[0])
-        return out
+        return self.view.history_ids_before(now_ms() - int(backfill_s * 1000))
+
+    def close(self) -> None:
+        self.view.close()
 
     def cursors(self) -> dict[str, int]:
-        cur = self.state.get("cursors") or {}
+        cur = self.ledger.state("cursors") or {}
         return {t: int(cur.get(t, 0)) for t in TABLES}
 
     def backlog(self) -> int:
         """Rows after the cursors (delivered or not yet)."""
-        cur = self.cursors()
-        return sum(
-            int(self.ledger.db.execute(f"SELECT count(*) FROM {t} WHERE id > ?", (cur[t],))
-                .fetchone()[0])
-            for t in TABLES
-        )  # fmt: skip
+        return self.view.history_backlog(self.cursors())
 
     # -- reading -----------------------------------------------------------------------------
     def collect(self) -> Batch:
         """The next batch after the cursors (at most ``max_lines`` rows), without sending."""
         cur = self.cursors()
-        db = self.ledger.db
-        limit = self.max_lines + 1
-        db.execute("BEGIN")  # one snapshot of all three tables
-        try:
-            rows = {
-                t: [
-                    dict(r)
-                    for r in db.execute(
-                        f"SELECT * FROM {t} WHERE id > ? ORDER BY id LIMIT ?", (cur[t], limit)
-                    )
-                ]
-                for t in TABLES
-            }
-            closing = self._closing_fills(db, rows["fills"])
-        finally:
-            db.execute("COMMIT")
+        rows, closing = self.view.history_after(cur, self.max_lines + 1)
         batch = Batch(after=dict(cur))
         # Merge in time order, taking from the heads so each table's part is an id prefix.
         heads = {t: 0 for t in TABLES}
@@ -207,27 +159,6 @@ class Courier:
             batch.lines.append(line)
         batch.level = {v: k for k, v in tx.LEVELS.items()}.get(rank, "info")
         return batch
-
-    @staticmethod
-    def _closing_fills(db: sqlite3.Connection, fills: list[dict[str, Any]]) -> set[int]:
-        """Ids of sell fills that closed their trade: the candle's last sell of the symbol,
-        where a trade of that symbol exits at that candle (the trade line reports it)."""
-        out = set()
-        for f in fills:
-            if f["side"] != "sell":
-                continue
-            last = db.execute(
-                "SELECT max(id) FROM fills WHERE symbol = ? AND candle_ms = ? AND side = 'sell'",
-                (f["symbol"], f["candle_ms"]),
-            ).fetchone()[0]
-            if last != f["id"]:
-                continue
-            if db.execute(
-                "SELECT 1 FROM trades WHERE symbol = ? AND exit_ms = ? LIMIT 1",
-                (f["symbol"], f["candle_ms"]),
-            ).fetchone():
-                out.add(int(f["id"]))
-        return out
 
     @staticmethod
     def _line(table: str, r: dict[str, Any], closing: set[int]) -> tuple[str | None, str]:
@@ -274,14 +205,14 @@ class Courier:
     def _next_outbox(self, now: float, res: StepResult) -> dict[str, Any] | None:
         """The outbox left by a failed try, else the next batch that is due (frozen into the
         outbox before it is sent), else None with ``res.waiting`` saying why."""
-        outbox: dict[str, Any] | None = self.state.get("outbox")
+        outbox: dict[str, Any] | None = self.ledger.state("outbox")
         while outbox is None:
             batch = self.collect()
             if not batch.rows:
                 self._first_seen = None
                 return None
             if not batch.lines:  # nothing at the configured level: just move on
-                self.state.put("cursors", batch.after)
+                self.ledger.set_state("cursors", batch.after)
                 continue
             if self._first_seen is None:
                 self._first_seen = now
@@ -299,13 +230,13 @@ class Courier:
                 "recipients": self.recipients,
                 "created_ms": now_ms(),
             }
-            self.state.put("outbox", outbox)
+            self.ledger.set_state("outbox", outbox)
             if not batch.more:
                 self._first_seen = None
         return outbox
 
     def _rate_limited(self) -> bool:
-        recent = [t for t in self.state.get("sent_ms") or [] if t > now_ms() - HOUR_MS]
+        recent = [t for t in self.ledger.state("sent_ms") or [] if t > now_ms() - HOUR_MS]
         if len(recent) < self.max_per_hour:
             self._limited_logged = False
             return False
@@ -333,7 +264,7 @@ class Courier:
                 log.warning("courier: %s; retrying them later", e)
                 outbox = {**outbox, "recipients": e.failed}
                 with self.ledger.tx():
-                    self.state.put("outbox", outbox)
+                    self.ledger.set_state("outbox", outbox)
                     self.ledger.message(
                         "out", ",".join(recipients), text, "partial", kind="events",
                         failed=e.failed,
@@ -346,10 +277,10 @@ class Courier:
         elif not self._webhook(text, str(outbox["level"]), required=True):
             return False
         with self.ledger.tx():
-            self.state.put("cursors", outbox["after"])
-            self.state.delete("outbox")
-            keep = [t for t in self.state.get("sent_ms") or [] if t > now_ms() - HOUR_MS]
-            self.state.put("sent_ms", [*keep, now_ms()])
+            self.ledger.set_state("cursors", outbox["after"])
+            self.ledger.drop_state("outbox")
+            keep = [t for t in self.ledger.state("sent_ms") or [] if t > now_ms() - HOUR_MS]
+            self.ledger.set_state("sent_ms", [*keep, now_ms()])
             self.ledger.message(
                 "out",
                 ",".join(recipients),

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradekit.errors import ConfigError, ExternalError, InputError
+from tradekit.ledger import SideLedger
 from tradekit.live import sdnotify
-from tradekit.live.ledger import Ledger
 from tradekit.notify.commands import Commander, allow_list
 from tradekit.notify.courier import Courier
 from tradekit.notify.signal import SignalClient, SignalError
@@ -137,31 +137,6 @@ class WsReceiver:
             self.conn = None
 
 
-def _open_ledger(path: Path) -> Ledger:
-    """The ledger, once ``run`` has created it at this schema version. The courier never
-    creates or migrates one itself: racing ``run``'s migration could make ``run`` fail."""
-    import sqlite3
-
-    from tradekit.live.ledger import VERSION
-
-    if not path.exists():
-        raise InputError(f"{path}: no ledger here (has `tradekit run` started?)")
-    try:
-        db = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True, timeout=10.0)
-        try:
-            version = int(db.execute("PRAGMA user_version").fetchone()[0])
-        finally:
-            db.close()
-    except sqlite3.DatabaseError as e:
-        raise InputError(f"{path}: not a readable tradekit ledger ({e})") from None
-    if version != VERSION:
-        raise InputError(
-            f"{path}: ledger schema version {version}, listen reads {VERSION} (start "
-            "`tradekit run` once to create or migrate it)"
-        )
-    return Ledger(path)
-
-
 @contextmanager
 def _signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM/SIGINT set ``stop`` (the step in progress finishes: no half-sent batch)."""
@@ -201,7 +176,7 @@ def listen(
     path = Path(state)
     summary = ListenSummary()
     client = SignalClient(n.url, n.sender, timeout_s=n.timeout_s, text_mode=n.text_mode)
-    ledger: Ledger | None = None
+    ledger: SideLedger | None = None
     receiver: PollReceiver | WsReceiver | None = None
     mode = receive or n.receive
     warned: set[str] = set()
@@ -221,7 +196,9 @@ def listen(
                 summary.iterations += 1
                 if ledger is None:
                     try:
-                        ledger = _open_ledger(path)
+                        # Never creates or migrates one: racing the loop's migration could
+                        # make the loop fail.
+                        ledger = SideLedger(path)
                     except InputError as e:
                         if once:
                             raise
@@ -286,6 +263,7 @@ def listen(
             if receiver is not None:
                 receiver.close()
             if ledger is not None:
+                courier.close()
                 ledger.close()
             if not once:
                 sdnotify.notify("STOPPING=1")
