@@ -10,14 +10,12 @@ Run: ``.venv/bin/python -m tests.benchmarks sweep``; ``SWEEP_BENCH_TRIALS`` and
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +74,9 @@ def write_inputs(d: Path, n: int, m: int) -> tuple[str, str]:
     return str(o), str(p)
 
 
+CPU: dict[str, float] = {}  # CPU seconds (user + system) of each sweep and its workers
+
+
 def _sweep(d: Path, o: str, p: str, out: str, trials: int, *extra: str) -> tuple[float, float]:
     """(seconds, peak RSS MB of the sweep process and its workers) of one CLI sweep."""
     cmd = [sys.executable, "-m", "tradekit", "--config", str(d / "tk.toml"), "sweep"]
@@ -87,12 +88,14 @@ def _sweep(d: Path, o: str, p: str, out: str, trials: int, *extra: str) -> tuple
         "import resource,subprocess,sys,time;t=time.perf_counter();"
         "subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL,"
         "stderr=subprocess.DEVNULL);"
-        "print(time.perf_counter()-t,resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(time.perf_counter()-t,r.ru_maxrss,r.ru_utime+r.ru_stime)"
     )
     r = subprocess.run(
         [sys.executable, "-c", wrapper, *cmd], env=env, capture_output=True, text=True, check=True
     )
-    secs, rss = r.stdout.split()
+    secs, rss, cpu = r.stdout.split()
+    CPU[out] = float(cpu)
     return float(secs), int(rss) / 1024
 
 
@@ -109,11 +112,18 @@ def bench_sweep() -> None:
         # Warm numba's cache for the kernel and the metrics (a first run compiles).
         _sweep(d, o, p, "warm", 2)
         for sampler in ("tpe", "random"):
-            secs, rss = _sweep(d, o, p, f"sw-{sampler}", trials, "--jobs", "2", "--sampler", sampler)
+            secs, rss = _sweep(
+                d, o, p, f"sw-{sampler}", trials, "--jobs", "2", "--sampler", sampler
+            )
             print(
                 f"sweep    {sampler:6} {trials} x {m} x {n:,} ({decisions / 1e9:.2f}e9 decisions) "
                 f"{secs:6.1f} s  {decisions / secs / 1e6:6.1f} M decisions/s  "
                 f"peak RSS {rss:.0f} MB (largest process)  target <= 60 s"
+            )
+            cpu = CPU[f"sw-{sampler}"]
+            print(
+                f"sweep    {sampler:6} CPU {cpu:.1f} s in all processes: {cpu / 2:.1f} s on 2 idle "
+                f"cores (the wall time above includes waiting for a loaded machine's CPU)"
             )
             if sampler == "tpe":
                 t_sweep = secs
@@ -128,13 +138,28 @@ def bench_sweep() -> None:
             cfg = d / f"v{i}.toml"
             pol = {k.split(".")[1]: v for k, v in row.items() if k.startswith("policy.")}
             rsk = {k.split(".")[1]: v for k, v in row.items() if k.startswith("risk.")}
-            text = CONFIG.replace("[risk]\n", "[risk]\n" + "".join(f"{k} = {v!r}\n" for k, v in rsk.items()))
+            text = CONFIG.replace(
+                "[risk]\n", "[risk]\n" + "".join(f"{k} = {v!r}\n" for k, v in rsk.items())
+            )
             text += "[policy]\n" + "".join(f"{k} = {v!r}\n" for k, v in pol.items())
             cfg.write_text(text)
             subprocess.run(
-                [sys.executable, "-m", "tradekit", "--config", str(cfg), "backtest", o, "-p", p,
-                 "-o", str(d / f"r{i}.json")],
-                env=env, check=True, capture_output=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "tradekit",
+                    "--config",
+                    str(cfg),
+                    "backtest",
+                    o,
+                    "-p",
+                    p,
+                    "-o",
+                    str(d / f"r{i}.json"),
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
             )
         per = (time.perf_counter() - t) / len(rows)
         loop = per * trials
@@ -142,7 +167,9 @@ def bench_sweep() -> None:
             f"sweep    plain loop of `tradekit backtest` ({len(rows)} run, extrapolated to "
             f"{trials}): {per:.2f} s each, {loop:.0f} s in all"
         )
-        print(f"sweep    ratio sweep/loop time {t_sweep / loop:.3f}x  ({loop / t_sweep:.0f}x faster)")
+        print(
+            f"sweep    ratio sweep/loop time {t_sweep / loop:.3f}x  ({loop / t_sweep:.0f}x faster)"
+        )
         # Ray (a private local cluster on this machine) against local, same sweep, fewer trials.
         rt = min(trials, int(os.environ.get("SWEEP_BENCH_RAY_TRIALS", 200)))
         try:
@@ -151,9 +178,11 @@ def bench_sweep() -> None:
             print("sweep    ray skipped: not installed (pip install 'tradekit[ray]')")
             return
         t_local, _ = _sweep(d, o, p, "rl", rt, "--jobs", "2")
-        t_ray, rss_ray = _sweep(d, o, p, "rr", rt, "--jobs", "2", "--executor", "ray")
-        same = pq.read_table(d / "rl" / "trials.parquet").drop(["duration_s"]).equals(
-            pq.read_table(d / "rr" / "trials.parquet").drop(["duration_s"])
+        t_ray, _ = _sweep(d, o, p, "rr", rt, "--jobs", "2", "--executor", "ray")
+        same = (
+            pq.read_table(d / "rl" / "trials.parquet")
+            .drop(["duration_s"])
+            .equals(pq.read_table(d / "rr" / "trials.parquet").drop(["duration_s"]))
         )
         print(
             f"sweep    {rt} trials: local {t_local:.1f} s, ray {t_ray:.1f} s (cluster start "
@@ -163,4 +192,3 @@ def bench_sweep() -> None:
 
 if __name__ == "__main__":
     bench_sweep()
-    _ = resource  # imported for the reader: RSS comes from the wrapper's getrusage

@@ -92,6 +92,18 @@ def train(
             "--no-walk-forward", help="Only fit the final model (no folds, no OOS predictions)."
         ),
     ] = False,
+    cv: Annotated[
+        str,
+        typer.Option(
+            "--cv",
+            help="walk-forward, or cpcv: also combinatorial purged cross-validation paths "
+            "(MODEL_DIR/paths/path-NNN.parquet, many out-of-sample backtests).",
+        ),
+    ] = "walk-forward",
+    groups: Annotated[int, typer.Option(min=2, help="--cv cpcv: groups of the time axis.")] = 6,
+    test_groups: Annotated[
+        int, typer.Option(min=1, help="--cv cpcv: groups each split tests.")
+    ] = 2,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the manifest (model/1) on stdout.")
     ] = False,
@@ -100,7 +112,11 @@ def train(
     import dataclasses
 
     from tradekit.cli import output as out
+    from tradekit.errors import UsageError
     from tradekit.models.train import train as run_train
+
+    if cv not in ("walk-forward", "cpcv"):
+        raise UsageError(f"--cv {cv!r}: choose walk-forward or cpcv")
 
     overrides: dict[str, Any] = {
         "kind": model,
@@ -126,6 +142,7 @@ def train(
         resume=resume,
         walk_forward=not no_walk_forward,
         progress=out.progress,
+        cpcv=(groups, test_groups) if cv == "cpcv" else None,
     )
     doc = result.manifest
     walk = doc.get("walk_forward")

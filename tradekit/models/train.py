@@ -14,6 +14,7 @@ continues at its next epoch) and gives the same result as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from tradekit.models.base import Model, ModelSpec, make_model
 from tradekit.models.data import TrainingData, load_features
 from tradekit.models.metrics import score
 from tradekit.models.walkforward import Fold, effective_purge, label_end_times, plan_folds
+from tradekit.threads import training_threads, usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -212,6 +214,13 @@ def _fold_doc(
     }
 
 
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "unknown"
+
+
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -226,6 +235,7 @@ def _build(
     walk_forward: bool,
     features_hash: str,
     progress: ProgressFactory | None,
+    cpcv: tuple[int, int] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Fit the folds and the final model in ``work``; write the model files, OOS predictions
     and the manifest there. Returns (manifest, OOS rows)."""
@@ -316,6 +326,12 @@ def _build(
             overall["rows"],
             ", ".join(f"{k} {_fmt(v)}" for k, v in overall.items() if k != "rows"),
         )
+    if cpcv is not None:  # extra out-of-sample paths beside the walk-forward ones
+        from tradekit.models.cpcv import run_paths
+
+        extra["cpcv"] = run_paths(
+            data, spec, cfg.per_symbol, cpcv[0], cpcv[1], purge, work, {"model_kind": spec.kind}
+        )
     final_ts = data.ts[final_mask]
     manifest = mf.build(
         params=spec.params(),
@@ -349,13 +365,23 @@ def train(
     resume: bool = False,
     walk_forward: bool = True,
     progress: ProgressFactory | None = None,
+    cpcv: tuple[int, int] | None = None,
 ) -> TrainResult:
     """Train a model of ``cfg.kind`` on a features/1 file into ``model_dir`` (see module doc).
 
     ``progress(description, total)`` is entered once and its ``advance()`` called per fitted
-    epoch (deep models) or per fitted model (LightGBM)."""
+    epoch (deep models) or per fitted model (LightGBM). ``cpcv`` = (groups, test groups) adds
+    combinatorial purged cross-validation paths (``tradekit.models.cpcv``)."""
 
     spec = ModelSpec.from_config(cfg)
+    # One thread count for the whole run, fixed now: the free cores when none is set (a
+    # busy machine gets fewer threads; OpenMP's passive waiting is set by tradekit.threads).
+    threads = training_threads(spec.threads)
+    if threads != spec.threads:
+        log.info(
+            "training on %d thread(s): %d usable cores, load %s", threads, usable_cores(), _load()
+        )
+        spec = dataclasses.replace(spec, threads=threads)
     if spec.deep:
         from tradekit.models.deep import require_torch, resolve_device
 
@@ -390,11 +416,12 @@ def train(
         "per_symbol": cfg.per_symbol,
         "walk_forward": walk_forward,
         "windows": [cfg.train_window, cfg.test_window, cfg.step, purge],
+        **({"cpcv": list(cpcv)} if cpcv else {}),
     }
     work = _work_dir(target, fingerprint, resume)
     try:
         manifest, oos_count = _build(
-            work, data, spec, cfg, folds, purge, walk_forward, features_hash, progress
+            work, data, spec, cfg, folds, purge, walk_forward, features_hash, progress, cpcv
         )
     except TradekitError:
         shutil.rmtree(work, ignore_errors=True)  # a failure that a resume would only repeat

@@ -134,7 +134,9 @@ def run_search(
     total = plan.trials
     if plan.sampler == "grid":
         total = min(total, grid_size(plan.space))
-    study = journal.open_study(plan.directory, make_sampler(plan.sampler, plan.space, plan.seed, 0))
+    study, backend = journal.open_study(
+        plan.directory, make_sampler(plan.sampler, plan.space, plan.seed, 0)
+    )
     frozen = study.get_trials(deepcopy=False)
     asked = len(frozen)
     done = sum(1 for t in frozen if t.state.is_finished())
@@ -189,6 +191,7 @@ def run_search(
             tr, _ = items[i]
             _tell(study, tr, results[i])
             done += 1
+        backend.sync()
         if progress:
             progress(done, total, best)
     return records(study)
@@ -198,12 +201,12 @@ def _tell(study: Any, trial: Any, rec: dict[str, Any]) -> None:
     from optuna.trial import TrialState
 
     trial.set_user_attr("record", rec)
-    violations = dict(rec["violations"])
-    violations["objective_defined"] = 0.0 if rec["value"] is not None else 1.0
-    have = trial.storage.get_trial_system_attrs(trial._trial_id)
-    for k, v in violations.items():
-        if f"constraints:{k}" not in have:
-            trial.set_constraint(k, v)
+    # One constraint for the sampler (TPE ranks infeasible trials by their summed violation);
+    # the record keeps each one.
+    missed = sum(max(v, 0.0) for v in rec["violations"].values())
+    missed += 0.0 if rec["value"] is not None else 1.0
+    if "constraints:violation" not in trial.storage.get_trial_system_attrs(trial._trial_id):
+        trial.set_constraint("violation", missed if missed > 0 else -1.0)
     value = rec["value"] if rec["value"] is not None else UNDEFINED
     study.tell(trial, value, state=TrialState.COMPLETE)
 
