@@ -272,3 +272,75 @@ def test_bad_spaces_fail_with_one_line(run_cli, tmp_path, space, fragment):
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0] and "space.toml" in lines[0], r.err
     assert not Path("sw").exists()
+
+
+def test_model_keys_retrain_per_trial_and_reproduce(run_cli, tmp_path):
+    """With --features, [model] keys are searched: each trial retrains walk-forward; best.toml
+    retrains the chosen model exactly and backtests to the trial's metrics."""
+    from tests.test_models import features_frame, write_features
+    from tradekit.contracts import read_table
+
+    frame = features_frame(rows=400)
+    write_features("f.parquet", frame)
+    rng = np.random.default_rng(1)
+    rows = []
+    for s, g in frame.groupby("symbol"):
+        c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, len(g))))
+        o = np.concatenate([[c[0]], c[:-1]])
+        rows.append(
+            pd.DataFrame(
+                {
+                    "symbol": s,
+                    "timestamp": g["timestamp"].to_numpy(),
+                    "open": o,
+                    "high": np.maximum(o, c) * 1.002,
+                    "low": np.minimum(o, c) * 0.998,
+                    "close": c,
+                    "volume": 1.0,
+                }
+            )
+        )
+    write_ohlcv(
+        pd.concat(rows, ignore_index=True), "o.parquet", {"exchange": "x", "timeframe": "1h"}
+    )
+    Path("space.toml").write_text(
+        'objective = "sharpe"\n[params]\n"model.num_leaves" = { low = 4, high = 16, step = 4 }\n'
+        '"policy.entry_threshold" = { low = 0.0, high = 0.01 }\n'
+    )
+    Path("tradekit.toml").write_text(
+        "[model]\nn_estimators = 20\ntrain_window = 100\ntest_window = 50\nstep = 50\n"
+    )
+    r = run_cli(
+        "sweep",
+        "space.toml",
+        "--ohlcv",
+        "o.parquet",
+        "--features",
+        "f.parquet",
+        "-o",
+        "sw",
+        "--trials",
+        "3",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    best = json.loads(r.out)["best"]
+    assert Path(best["predictions"]).name == f"trial-{best['trial']:05d}.parquet"
+    assert not Path("sw/models").exists()  # only the predictions are kept
+    assert run_cli("--config", "sw/best.toml", "train", "f.parquet", "-o", "m").code == 0
+    mine = read_table("m/oos_predictions.parquet", PREDICTIONS)[0]["prediction"].to_numpy()
+    theirs = read_table(best["predictions"], PREDICTIONS)[0]["prediction"].to_numpy()
+    assert np.array_equal(mine, theirs)
+    r = run_cli(
+        "--config",
+        "sw/best.toml",
+        "backtest",
+        "o.parquet",
+        "-p",
+        "m/oos_predictions.parquet",
+        "-o",
+        "r.json",
+    )
+    assert r.code == 0, r.err
+    metrics = json.loads(Path("r.json").read_text())["metrics"]
+    assert {k: metrics[k] for k in best["metrics"]} == best["metrics"]
