@@ -132,8 +132,15 @@ class LiveLoopBroker:
         return hook
 
     def execute(self, req: OrderRequest, ref_price: float) -> OrderStatus:
-        rules = self.ex.rules(req.symbol)
+        assert self.engine is not None
         qty = req.qty
+        if req.side == "sell":
+            self.cancel_stop(req.symbol)  # Kraken holds the coins of a resting sell
+            # The stop may have filled before it was canceled: sell only what is left.
+            qty = min(qty, float(self.engine.acct[self.engine.symbols.index(req.symbol)]["qty"]))
+            if qty <= 0:
+                return OrderStatus(req.key, status="rejected", message="its stop sold it first")
+        rules = self.ex.rules(req.symbol)
         if rules.qty_step > 0:
             qty = rk.floor_qty(qty, rules.qty_step)
         if qty <= 0 or qty < rules.min_qty or qty * ref_price < rules.min_cost:
@@ -142,8 +149,6 @@ class LiveLoopBroker:
             )
         if qty != req.qty:
             req = OrderRequest(req.key, req.symbol, req.side, qty, req.kind, req.stop_price)
-        if req.side == "sell":
-            self.cancel_stop(req.symbol)  # Kraken holds the coins of a resting sell
         st: OrderStatus = self.ex.place(req, deadline=self._deadline(req.key))
         return st
 

@@ -75,4 +75,5 @@ def adopt(engine: Engine, broker: PaperLoopBroker | LiveLoopBroker, ledger: Ledg
     if not isinstance(broker, LiveLoopBroker):
         return "nothing to adopt: a paper ledger is its own exchange"
     done = adopt_balances(engine, broker, ledger, "adopt")
+    broker.place_stops(engine)  # an adopted position gets its stop at once
     return "adopted " + ("; ".join(done) if done else "nothing: the ledger equals the exchange")

@@ -380,7 +380,7 @@ class Runner:
             # Nothing closed since: finish an open phase a crash cut short (its candle forms).
             if not engine.open_done and engine.open_ms == last + tf:
                 engine.open_phase(last + tf, self._opens(last + tf, fresh, self._ohlc(last)[3]))
-                self.broker.place_stops(engine)
+            self.broker.place_stops(engine)
             return
         if last is None:
             engine.open_phase(t, self._ohlc(t)[0])  # a fresh ledger: nothing pending yet
