@@ -33,12 +33,23 @@ def _unb64(s: str) -> bytes:
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 
 
+# Commands the recipe runs by name: each goes through a shim that records its argv, so a test
+# can check that nothing secret ever reached a command line (what `ps` shows).
+SHIMMED = ("ssh", "tar", "python3", "awk", "cp", "chmod", "gzip", "sha256sum", "grep", "tail",
+           "head", "cut", "sleep", "mktemp", "rm", "date", "mkdir")  # fmt: skip
+
+
 @dataclass
 class Vast:
-    """The fake CLI's state directory and a runner for vastai-train.sh."""
+    """The fake CLI's state directory and a runner for vastai-train.sh. The "instance" has a
+    real sshd (the test's), so the bundle really goes over SSH, into ``box``."""
 
     dir: Path
     cwd: Path
+    sshd: Sshd
+    bundle: Path  # a prebuilt bundle (wheel + hashed requirements)
+    box: Path  # where the bundle lands on the instance (tmpfs there)
+    shims: Path
 
     def run(
         self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
@@ -54,14 +65,25 @@ class Vast:
         )
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        # The fake first on PATH; python3 = this interpreter (the recipe parses JSON with it).
-        path = f"{FAKES}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        # Shims, then the fake, first on PATH; python3 = this interpreter (the recipe parses
+        # JSON with it).
+        path = os.pathsep.join(
+            [str(self.shims), str(FAKES), str(Path(sys.executable).parent), os.environ["PATH"]]
+        )
         return {
             **os.environ,
             "PATH": path,
             "FAKE_VAST_DIR": str(self.dir),
+            "FAKE_VAST_SSH_HOST": self.sshd.host,
+            "FAKE_VAST_SSH_PORT": str(self.sshd.port),
+            "VAST_SSH_KEY": str(self.sshd.key),
+            "VAST_SSH_USER": self.sshd.user,
+            "VAST_SSH_RETRY_S": "0.05",
+            "VAST_REMOTE_BUNDLE": str(self.box),
+            "VAST_DESTROY_WAIT_S": "3",
+            "VAST_DESTROY_BACKOFF_S": "0.05",
+            "TK_BUNDLE_DIR": str(self.bundle),
             "VAST_POLL_S": "0.05",
-            "VAST_RETRY_S": "0",
             "RUN_ID": "t1",
             **(extra or {}),
         }
@@ -71,6 +93,11 @@ class Vast:
         if not p.exists():
             return []
         return [json.loads(line)["argv"] for line in p.read_text().splitlines()]
+
+    def argv_seen(self) -> str:
+        """Every command line the recipe ran: the shims' log and the fake CLI's."""
+        log = self.shims / "argv.log"
+        return (log.read_text() if log.exists() else "") + json.dumps(self.calls())
 
     def verbs(self) -> list[str]:
         return [" ".join(a for a in c[:2] if not a.isdigit()) for c in self.calls()]
@@ -82,31 +109,61 @@ class Vast:
         return json.loads((self.dir / "create.json").read_text())  # type: ignore[no-any-return]
 
 
+def _shims(d: Path) -> Path:
+    import shutil
+
+    d.mkdir()
+    for name in SHIMMED:
+        real = shutil.which(name, path=f"{Path(sys.executable).parent}{os.pathsep}"
+                            f"{os.environ['PATH']}")  # fmt: skip
+        assert real, name
+        (d / name).write_text(
+            f'#!/bin/sh\nprintf \'%s\\n\' "{name} $*" >>{d}/argv.log\nexec {real} "$@"\n'
+        )
+        (d / name).chmod(0o755)
+    return d
+
+
 @pytest.fixture
-def vast(tmp_path: Path) -> Vast:
-    return Vast(tmp_path / "fake-vast", tmp_path)
+def vast(tmp_path: Path, sshd: Sshd) -> Vast:
+    import hashlib
+
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    wheel = bundle / "tradekit-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"PK\x05\x06" + bytes(18))  # the remote run is simulated by the fake
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    (bundle / "requirements.txt").write_text(
+        f"numpy==2.4.6 --hash=sha256:{'0' * 64}\n./{wheel.name} --hash=sha256:{digest}\n"
+    )
+    return Vast(tmp_path / "fake-vast", tmp_path, sshd, bundle, tmp_path / "box" / "shm-t1",
+                _shims(tmp_path / "shims"))  # fmt: skip
 
 
-def _assert_destroyed_once_last(vast: Vast) -> None:
+def _assert_destroyed_and_verified(vast: Vast) -> None:
+    """One destroy; after it only `show instance` calls, the last of which said "gone"."""
     calls = vast.calls()
     assert vast.destroys() == [["destroy", "instance", INSTANCE, "-y", "--raw"]]
-    assert calls[-1][0] == "destroy", "a call after the destroy"
+    after = calls[calls.index(vast.destroys()[0]) + 1 :]
+    assert after and all(c[:3] == ["show", "instance", INSTANCE] for c in after), after
 
 
 def test_success_follows_the_recipe_and_destroys_once(vast: Vast, tmp_path: Path) -> None:
     secrets = tmp_path / "secrets.env"
-    secrets.write_text(f"TRADEKIT_EXCHANGE_API_KEY={SECRET}\n")
+    secrets.write_text(f"TRADEKIT_WEBHOOK_TOKEN={SECRET}\nANTHROPIC_API_KEY=sk-ant-{SECRET}\n")
     config = tmp_path / "train.toml"
     config.write_text('[model]\nkind = "transformer"\nseed = 7\n')
+    key = tmp_path / "deploy_key"
+    key.write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}-key\n")
     r = vast.run(
         "--max-dph", "0.3", "--secrets", str(secrets), "--config", str(config),
-        "--env", "TK_SYMBOLS=BTC/USD,ETH/USD", "--result", "out.json",
+        "--deploy-key", str(key), "--env", "TK_SYMBOLS=BTC/USD,ETH/USD", "--result", "out.json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     verbs = vast.verbs()
     assert verbs[:2] == ["search offers", "create instance"]
-    assert set(verbs[2:-1]) == {"show instance", "logs"}
-    _assert_destroyed_once_last(vast)
+    assert set(verbs[2:]) == {"show instance", "logs", "destroy instance"}
+    _assert_destroyed_and_verified(vast)
 
     search, create = vast.calls()[:2]
     query = search[2]
@@ -125,39 +182,61 @@ def test_success_follows_the_recipe_and_destroys_once(vast: Vast, tmp_path: Path
     assert json.loads((tmp_path / "out.json").read_text()) == result
     assert "deployed: 20270101T000000Z-abc" in r.stderr
 
-    # Secrets reach the instance intact through vastai's --env parsing, and are never echoed.
-    assert SECRET not in r.stdout + r.stderr
-    req = vast.created()
-    env = req["env"]
-    assert _unb64(env["TK_SECRETS_B64"]) == secrets.read_bytes()
-    assert _unb64(env["TK_CONFIG_B64"]) == config.read_bytes()
-    assert env["RUN_ID"] == "t1" and env["DPH"] == "0.22" and env["TK_MARKERS"] == "1"
-    assert env["TK_SYMBOLS"] == "BTC/USD,ETH/USD"
+    # Nothing secret in the instance's environment: the bundle came over SSH instead, whole.
+    env = vast.created()["env"]
+    assert set(env) == {"RUN_ID", "DPH", "TK_MARKERS", "TK_LOG_TO_PID1", "TK_WORKDIR",
+                        "TK_BUNDLE", "TK_SCRIPT_B64", "TK_SYMBOLS"}  # fmt: skip
+    assert env["TK_BUNDLE"] == str(vast.box) and env["DPH"] == "0.22"
+    assert env["RUN_ID"] == "t1" and env["TK_SYMBOLS"] == "BTC/USD,ETH/USD"
+    assert (vast.box / ".env").read_bytes() == secrets.read_bytes()
+    assert (vast.box / "deploy_key").read_bytes() == key.read_bytes()
+    assert (vast.box / "tradekit.toml").read_bytes() == config.read_bytes()
+    for name in ("requirements.txt", "tradekit-0.1.0-py3-none-any.whl"):
+        assert (vast.box / name).read_bytes() == (vast.bundle / name).read_bytes()
+    assert (vast.box / ".ready").exists()
+    assert (vast.box / ".env").stat().st_mode & 0o077 == 0
+    assert (vast.box / "deploy_key").stat().st_mode & 0o077 == 0
+    # ... and never on a command line on this machine, nor in the output.
+    seen = vast.argv_seen()
+    assert "ssh " in seen and "tar " in seen  # the shims did record the commands
+    assert SECRET not in seen and SECRET not in r.stdout + r.stderr
     # The on-start script carries remote-train.sh byte for byte, under Vast's 4048-char limit.
     assert (
         gzip.decompress(_unb64(env["TK_SCRIPT_B64"])) == (RECIPES / "remote-train.sh").read_bytes()
     )
-    assert len(req["onstart"]) < 4048
+    assert len(vast.created()["onstart"]) < 4048
+    # Each remote log line once, though every poll fetches the whole window (and the CLI ends
+    # it with a blank line).
+    shown = [ln for ln in r.stderr.splitlines() if ln.startswith("  | ")]
+    assert len(shown) == len(set(shown)) and "  | remote-train: step 0" in shown
 
 
-def test_onstart_unpacks_and_runs_the_script(vast: Vast, tmp_path: Path) -> None:
+def test_onstart_waits_for_the_bundle_then_runs_the_script(vast: Vast, tmp_path: Path) -> None:
     assert vast.run("--max-dph", "0.3").returncode == 0
     onstart = tmp_path / "onstart.sh"
     onstart.write_text(vast.created()["onstart"])
-    script = b'echo "unpacked $RUN_ID in $PWD"\n'
+    script = b'echo "unpacked $RUN_ID in $PWD with $*"\n'
     packed = base64.urlsafe_b64encode(gzip.compress(script)).decode().rstrip("=")
     home = tmp_path / "workspace"
     home.mkdir()
-    r = subprocess.run(
-        ["bash", str(onstart)],
-        env={**vast.env(), "TK_SCRIPT_B64": packed, "TK_HOME": str(home), "RUN_ID": "r9"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == f"unpacked r9 in {home}"
+    shm = tmp_path / "shm"
+    env = {**vast.env(), "TK_SCRIPT_B64": packed, "TK_HOME": str(home), "RUN_ID": "r9",
+           "TK_BUNDLE": str(shm), "TK_BUNDLE_WAIT_S": "60"}  # fmt: skip
+    p = subprocess.Popen(["bash", str(onstart)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert p.stdout is not None
+        assert p.stdout.readline().startswith("tradekit: waiting up to 60s for the bundle")
+        assert p.poll() is None  # nothing runs before the bundle is there
+        shm.mkdir()
+        (shm / ".ready").touch()
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 0, err
+    assert out.strip() == f"unpacked r9 in {home} with --bundle {shm}"
     assert (home / "tradekit-remote-train.sh").read_bytes() == script
 
 
@@ -174,7 +253,7 @@ def test_flags_and_env_shape_the_search(vast: Vast) -> None:
     assert create[2] == "1001"
     assert create[create.index("--image") + 1] == "me/train:1"
     assert vast.created()["env"]["DPH"] == "0.35"
-    _assert_destroyed_once_last(vast)
+    _assert_destroyed_and_verified(vast)
 
 
 def test_price_cap_refuses_an_offer_above_it(vast: Vast) -> None:
@@ -217,7 +296,6 @@ def test_no_offer_under_the_cap_creates_nothing(vast: Vast) -> None:
             4,
             "is gone",
         ),
-        ("status unreadable", [], {"FAKE_VAST_FAIL": "show"}, 4, "failed 5 times"),
         ("timeout", ["--max-runtime", "0.6"], {"FAKE_VAST_REMOTE_RC": "none"}, 4, "MAX_RUNTIME"),
         (
             "never starts",
@@ -227,6 +305,13 @@ def test_no_offer_under_the_cap_creates_nothing(vast: Vast) -> None:
             "not running after 0.4s",
         ),
         ("spend cap", ["--max-spend", "0.00001"], {"FAKE_VAST_REMOTE_RC": "none"}, 4, "MAX_SPEND"),
+        (
+            "no ssh",
+            [],
+            {"FAKE_VAST_SSH_PORT": "1", "VAST_SSH_TRIES": "2"},
+            4,
+            "cannot send the bundle to instance 4242 over SSH",
+        ),
     ],
 )
 def test_every_failure_destroys_exactly_once(
@@ -235,7 +320,14 @@ def test_every_failure_destroys_exactly_once(
     r = vast.run("--max-dph", "0.3", *args, env=env)
     assert r.returncode == rc, (case, r.stderr)
     assert message in r.stderr, r.stderr
-    _assert_destroyed_once_last(vast)
+    _assert_destroyed_and_verified(vast)
+
+
+def test_status_unreadable_destroys_but_cannot_confirm(vast: Vast) -> None:
+    """`show instance` keeps failing: the destroy is sent, but nothing proves it worked."""
+    r = vast.run("--max-dph", "0.3", env={"FAKE_VAST_FAIL": "show", "VAST_DESTROY_WAIT_S": "0.3"})
+    assert r.returncode == 4 and "failed 5 times" in r.stderr
+    assert vast.destroys() and "INSTANCE 4242 WAS NOT CONFIRMED DESTROYED" in r.stderr
 
 
 @pytest.mark.parametrize(("sig", "rc"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -260,14 +352,54 @@ def test_a_signal_destroys_exactly_once(vast: Vast, sig: signal.Signals, rc: int
             p.kill()
             p.wait()
     assert p.returncode == rc, err
-    _assert_destroyed_once_last(vast)
+    _assert_destroyed_and_verified(vast)
 
 
-def test_a_failing_destroy_is_retried_and_reported(vast: Vast) -> None:
-    r = vast.run("--max-dph", "0.3", env={"FAKE_VAST_FAIL": "destroy"})
-    assert r.returncode == 4  # the run passed, but an instance may still be billing
-    assert len(vast.destroys()) == 3
-    assert "INSTANCE 4242 MAY STILL BE RUNNING" in r.stderr
+def _tradekit_bin(d: Path) -> Path:
+    tk = d / "tradekit-bin"
+    tk.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m tradekit "$@"\n')
+    tk.chmod(0o755)
+    return tk
+
+
+@pytest.mark.parametrize("mode", ["http500", "exit1", "ignored"])
+def test_a_destroy_that_did_not_destroy_is_loud_and_reaches_the_phone(
+    vast: Vast, tmp_path: Path, mode: str
+) -> None:
+    """However the destroy fails (an HTTP 500 on stderr with exit 0 and nothing on stdout; a
+    non-zero exit; a "success" after which the instance is still listed), `show instance`
+    still lists it: exit 4, a loud message and a phone message with the id and the price."""
+    from tests.servers.signal import SignalServer
+
+    phone = "+4366012345678"
+    with SignalServer(phone) as signal_server:
+        env = {
+            "FAKE_VAST_DESTROY": mode,
+            "TRADEKIT_BIN": str(_tradekit_bin(tmp_path)),
+            "PYTHONPATH": str(ROOT),
+            "TRADEKIT_NOTIFY__URL": signal_server.url,
+            "TRADEKIT_NOTIFY__SENDER": phone,
+            "TRADEKIT_NOTIFY__RECIPIENTS": phone,
+        }
+        r = vast.run("--max-dph", "0.3", env=env)
+        messages = signal_server.state.messages()
+    assert r.returncode == 4, r.stderr  # the run passed, but an instance may be billing
+    assert "INSTANCE 4242 WAS NOT CONFIRMED DESTROYED" in r.stderr and "$0.22/h" in r.stderr
+    assert "destroyed instance" not in r.stderr
+    assert len(vast.destroys()) >= 2  # destroyed again while it was still listed
+    assert vast.calls()[-1][:3] == ["show", "instance", INSTANCE]
+    (message,) = messages
+    assert "4242" in message and "$0.22/h" in message and "STILL RUNNING" in message
+
+
+def test_a_destroy_that_fails_once_is_retried_until_verified(vast: Vast) -> None:
+    r = vast.run(
+        "--max-dph", "0.3", env={"FAKE_VAST_DESTROY": "http500", "FAKE_VAST_DESTROY_FAILS": "1"}
+    )
+    assert r.returncode == 0, r.stderr
+    assert "failed with error 500" in r.stderr  # the first answer, shown
+    assert "destroyed instance 4242 (verified" in r.stderr
+    assert len(vast.destroys()) == 2
 
 
 def test_a_failed_create_looks_the_instance_up_by_label(vast: Vast) -> None:
@@ -285,12 +417,21 @@ def test_a_failed_create_looks_the_instance_up_by_label(vast: Vast) -> None:
         ["--max-dph", "0.3", "--env", "A=b=c"],  # vastai cuts at the second '='
         ["--max-dph", "0.3", "--gpu", "RTX 4090"],
         ["--max-dph", "0.3", "--bogus"],
+        ["--max-dph", "0.3", "--spec", "tradekit"],  # gone: never by name
     ],
 )
 def test_usage_errors_call_nothing(vast: Vast, args: list[str]) -> None:
     r = vast.run(*args)
     assert r.returncode == 2, r.stderr
     assert vast.calls() == []
+
+
+def test_exchange_keys_never_go_to_a_training_box(vast: Vast, tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(f"ANTHROPIC_API_KEY=x\nexport TRADEKIT_EXCHANGE_SECRET={SECRET}\n")
+    r = vast.run("--max-dph", "0.3", "--secrets", str(secrets))
+    assert r.returncode == 2 and "holds exchange credentials" in r.stderr
+    assert SECRET not in r.stderr and vast.calls() == []
 
 
 def test_dry_run_only_searches(vast: Vast) -> None:
@@ -828,4 +969,5 @@ def test_remote_train_never_installs_by_name(tmp_path: Path) -> None:
     r = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 2 and "never installed by name" in r.stderr
     assert not (tmp_path / "w").exists()
-    assert "TRADEKIT_SPEC" not in (RECIPES / "remote-train.sh").read_text()
+    for recipe in ("remote-train.sh", "vastai-train.sh", "pi-setup.sh"):
+        assert "TRADEKIT_SPEC" not in (RECIPES / recipe).read_text(), recipe
