@@ -93,8 +93,9 @@ completions: install
 
 # -- the weekly job, keyed on files: `make pipeline` reruns only the stale stages ------------
 # Candles are refetched once per ISO week (the stamp's name changes); every later stage reruns
-# when its input or the config is newer. A failing gate stops before deploy (make exits 2);
-# the verdict stays on disk. FETCH_ARGS picks the source, e.g. for the offline sample:
+# when its input or the config is newer. The gate writes its verdict into the model dir (the
+# receipt naming that model); deploy refuses a model whose receipt did not pass (make exits 2).
+# The verdict stays on disk. FETCH_ARGS picks the source, e.g. for the offline sample:
 #   make pipeline FETCH_ARGS="BTC/USD ETH/USD LTC/USD --exchange sample -t 1h --fill-gaps"
 PIPE       ?= pipeline
 CONFIG     ?= $(wildcard tradekit.toml)
@@ -121,12 +122,12 @@ $(PIPE)/report.json: $(PIPE)/model/manifest.json $(PIPE)/ohlcv.parquet
 	  -o $@ --trades $(PIPE)/trades.parquet --plot $(PIPE)/equity.png
 
 # The verdict is written whether the model passes (0) or not (1); anything else is an error.
+# --model also stores it as the model dir's receipt, which deploy checks (no gate && here).
 $(PIPE)/verdict.json: $(PIPE)/report.json $(CONFIG)
-	$(TK) gate $< -o $@ || [ $$? -eq 1 ]
+	$(TK) gate $< --model $(PIPE)/model -o $@ || [ $$? -eq 1 ]
 
 $(PIPE)/deployed.json: $(PIPE)/verdict.json
-	$(TK) gate $(PIPE)/report.json >/dev/null
-	$(TK) deploy $(PIPE)/model --attach $(PIPE)/report.json --attach $< --json > $@.tmp
+	$(TK) deploy $(PIPE)/model --attach $(PIPE)/report.json --json > $@.tmp
 	mv $@.tmp $@
 
 # The Vast.ai CLI pins an old `cryptography` that conflicts with ccxt: it gets its own venv

@@ -1,7 +1,7 @@
-"""``make pipeline``: rules keyed on files, so a second ``make`` reruns only stale stages and a
-failing gate stops before deploy. Runs the real Makefile with the real CLI on the offline
-sample (a few months of one symbol, few boosting rounds: this tests the wiring, not the
-model)."""
+"""``make pipeline``: rules keyed on files, so a second ``make`` reruns only stale stages, and
+deploy refuses the model whose gate receipt failed. Runs the real Makefile with the real CLI on
+the offline sample (a few months of one symbol, few boosting rounds: this tests the wiring, not
+the model)."""
 
 from __future__ import annotations
 
@@ -65,22 +65,25 @@ def test_pipeline_reruns_only_stale_stages_and_stops_at_a_failing_gate(tmp_path:
     assert (pipe / "verdict.json").exists()  # the failing verdict is kept
     assert not (pipe / "deployed.json").exists()  # and nothing was deployed
     assert "sortino" in first.stderr.lower()
+    # The Makefile has no gate check of its own: deploy refused the model by its receipt.
+    assert "the model failed the gate (min_sortino" in first.stderr
+    assert "not deployed" in first.stderr
+    assert (pipe / "model" / "verdict.json").exists()
 
-    # Up to date up to the verdict: only the gate before deploy would run again.
-    assert _commands(_make(pipe, "-n", "pipeline", cfg=cfg)) == ["gate", "deploy"]
+    # Up to date up to the verdict: only deploy (which refuses again) would run.
+    assert _commands(_make(pipe, "-n", "pipeline", cfg=cfg)) == ["deploy"]
 
     # A newer report reruns the verdict onward; a newer config reruns featurize onward, while
     # the candles of this week are kept.
     time.sleep(1.1)  # make compares mtimes at one-second resolution on some filesystems
     (pipe / "report.json").touch()
-    assert _commands(_make(pipe, "-n", "pipeline", cfg=cfg)) == ["gate", "gate", "deploy"]
+    assert _commands(_make(pipe, "-n", "pipeline", cfg=cfg)) == ["gate", "deploy"]
     cfg.touch()
     assert _commands(_make(pipe, "-n", "pipeline", cfg=cfg)) == [
         "fetch",
         "featurize",
         "train",
         "backtest",
-        "gate",
         "gate",
         "deploy",
     ]
