@@ -179,7 +179,9 @@ class ModelConfig:
         "lightgbm: histogram bins per feature (255 fits 2.5x slower on small windows)",
         _positive,
     )
-    threads: int = _opt(0, "CPU threads for training (0 = all cores)", _non_negative)
+    threads: int = _opt(
+        0, "CPU threads for training (0 = the cores left free by the load)", _non_negative
+    )
     epochs: int = _opt(10, "lstm/transformer: epochs per fold", _positive)
     batch_size: int = _opt(256, "lstm/transformer: batch size", _positive)
     seq_len: int = _opt(32, "lstm/transformer: candles per input window", _positive)

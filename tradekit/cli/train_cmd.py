@@ -78,7 +78,10 @@ def train(
     seed: Annotated[int | None, typer.Option(help="Random seed [default: [model] seed].")] = None,
     threads: Annotated[
         int | None,
-        typer.Option(min=0, help="CPU threads, 0 = all cores [default: [model] threads]."),
+        typer.Option(
+            min=0,
+            help="CPU threads, 0 = the cores left free by the load [default: [model] threads].",
+        ),
     ] = None,
     resume: Annotated[
         bool,

@@ -30,6 +30,14 @@ def booster_feature_names(features: Sequence[str]) -> list[str]:
     return names
 
 
+def _without_threads(text: str) -> str:
+    """The model text without the thread count LightGBM echoes among its parameters: it is
+    not a property of the model (deterministic row-wise training gives the same trees on 1 and
+    2 threads, ``tests/test_threads.py``), and ``threads = 0`` picks it from the machine's
+    load, so the file's bytes would vary with the load."""
+    return re.sub(r"^\[num_threads: [^\]\n]*\]\n", "", text, count=1, flags=re.MULTILINE)
+
+
 class LightGBMModel(Model):
     kind: ClassVar[str] = "lightgbm"
 
@@ -78,7 +86,7 @@ class LightGBMModel(Model):
         trained = lgb.train(self.train_params(), data, num_boost_round=self.spec.n_estimators)
         # Keep only the trees: a trained booster also holds its binned data and histogram pool
         # (~10 MB at 300 features). The text round-trips thresholds exactly.
-        self.text = trained.model_to_string()
+        self.text = _without_threads(trained.model_to_string())
         del trained, data
         self.booster = lgb.Booster(model_str=self.text)
         if epoch_done:

@@ -14,6 +14,7 @@ continues at its next epoch) and gives the same result as an uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ from tradekit.models.base import Model, ModelSpec, make_model
 from tradekit.models.data import TrainingData, load_features
 from tradekit.models.metrics import score
 from tradekit.models.walkforward import Fold, effective_purge, label_end_times, plan_folds
+from tradekit.threads import training_threads, usable_cores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -212,6 +214,13 @@ def _fold_doc(
     }
 
 
+def _load() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except OSError:
+        return "unknown"
+
+
 def _fmt(v: Any) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
@@ -365,6 +374,14 @@ def train(
     combinatorial purged cross-validation paths (``tradekit.models.cpcv``)."""
 
     spec = ModelSpec.from_config(cfg)
+    # One thread count for the whole run, fixed now: the free cores when none is set (a
+    # busy machine gets fewer threads; OpenMP's passive waiting is set by tradekit.threads).
+    threads = training_threads(spec.threads)
+    if threads != spec.threads:
+        log.info(
+            "training on %d thread(s): %d usable cores, load %s", threads, usable_cores(), _load()
+        )
+        spec = dataclasses.replace(spec, threads=threads)
     if spec.deep:
         from tradekit.models.deep import require_torch, resolve_device
 
