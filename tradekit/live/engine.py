@@ -52,6 +52,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# risk event bit -> (level, halt, change, text); "change" as the backtest report's lifted_by.
+_HALT_EVENTS = {
+    rk.DAILY_ON: (
+        "warning", "daily_loss", "start",
+        "halted: daily_loss (no new entries until the next UTC day; exits go on)",
+    ),
+    rk.DAILY_OFF: ("info", "daily_loss", "new_day", "halt lifted (daily_loss): a new UTC day"),
+    rk.DD_ON: ("warning", "drawdown", "start", "halted: drawdown (no new entries; exits go on)"),
+    rk.DD_OFF: ("info", "drawdown", "recovered", "halt lifted (drawdown): equity recovered"),
+    rk.DD_LIFT: (
+        "info", "drawdown", "after_candles",
+        "halt lifted (drawdown): its candles are over; the peak re-bases to equity",
+    ),
+    rk.MANUAL_LIFT: (
+        "info", "all", "resume", "halts lifted by resume; the day and the peak re-base to equity",
+    ),
+}  # fmt: skip
+
+
 class Engine:
     """Policy, risk and accounts for ``symbols``; ``ledger`` records, ``broker`` fills."""
 
@@ -415,27 +434,12 @@ class Engine:
         return ", ".join(before)
 
     def _halt_events(self, ev: int, t_ms: int) -> None:
-        """Halt events as ledger events: the phone hears of each start and lift."""
-        if not ev:
-            return
-        texts = {
-            rk.DAILY_ON: (
-                "warning",
-                "halted: daily_loss (no new entries until the next UTC day; exits go on)",
-            ),
-            rk.DAILY_OFF: ("info", "halt lifted (daily_loss): a new UTC day"),
-            rk.DD_ON: ("warning", "halted: drawdown (no new entries; exits go on)"),
-            rk.DD_OFF: ("info", "halt lifted (drawdown): equity recovered"),
-            rk.DD_LIFT: (
-                "info",
-                "halt lifted (drawdown): its candles are over; the peak re-bases to equity",
-            ),
-            rk.MANUAL_LIFT: (
-                "info",
-                "halts lifted by resume; the day and the peak re-base to equity",
-            ),
-        }
-        for bit, (level, text) in texts.items():
+        """Halt events as ledger events (the phone hears of each start and lift); ``data``
+        names the halt, the change and how it lifted, as the backtest report's ``halts``."""
+        for bit, (level, kind, change, text) in _HALT_EVENTS.items():
             if ev & bit:
-                self.ledger.event(level, "halt", text, candle_ms=t_ms, equity=self.equity)
+                self.ledger.event(
+                    level, "halt", text, candle_ms=t_ms, equity=self.equity, halt=kind,
+                    change=change,
+                )  # fmt: skip
                 log.log(logging.WARNING if level == "warning" else logging.INFO, "%s", text)
