@@ -202,6 +202,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "train": _stage("bench_models", "bench_train"),  # about 5 minutes
     "decision": _stage("bench_live", "bench_decision"),
     "live": _stage("bench_live", "bench_process"),
+    "recovery": _stage("bench_recovery", "bench_recovery"),
     "deploy": _stage("bench_deploy", "bench_deploy"),
     "notify": _stage("bench_notify", "bench_notify"),
 }
