@@ -14,7 +14,7 @@ from tradekit.live.orders import OrderStatus
 if TYPE_CHECKING:
     import sqlite3
 
-    from tradekit.live.engine import Engine
+    from tradekit.live.parts import EngineParts
 
 ADOPTED = "adopted"  # entry/exit reason of a position taken from the exchange by hand
 _STOP_REASONS = ("stoploss", "trailing_stop")
@@ -27,7 +27,7 @@ def reason_name(code: int) -> str:
     return ADOPTED if code < 0 else pol.REASON_NAMES[code]
 
 
-def book(engine: Engine, row: sqlite3.Row, st: OrderStatus) -> OrderStatus:
+def book(engine: EngineParts, row: sqlite3.Row, st: OrderStatus) -> OrderStatus:
     """What the exchange reports of an order beyond what is booked already: the order row,
     a fill row, the accounts and the engine state, in one transaction. Idempotent: booking
     the same status twice books nothing the second time."""
@@ -60,7 +60,7 @@ def book(engine: Engine, row: sqlite3.Row, st: OrderStatus) -> OrderStatus:
 
 
 def _apply_fill(
-    engine: Engine,
+    engine: EngineParts,
     row: sqlite3.Row,
     qty: float,
     price: float,
@@ -106,7 +106,7 @@ def _apply_fill(
     _mark(engine)
 
 
-def _mae_price(engine: Engine, row: sqlite3.Row, s: int, price: float) -> float:
+def _mae_price(engine: EngineParts, row: sqlite3.Row, s: int, price: float) -> float:
     reason = str(row["reason"])
     if reason in _STOP_REASONS:
         ref = row["ref_price"] if row["kind"] != "stop" else row["stop_price"]
@@ -117,7 +117,7 @@ def _mae_price(engine: Engine, row: sqlite3.Row, s: int, price: float) -> float:
 
 
 def close_position(
-    engine: Engine, s: int, exit_ms: int, reason: str, mae_price: float, entry_ms: int
+    engine: EngineParts, s: int, exit_ms: int, reason: str, mae_price: float, entry_ms: int
 ) -> None:
     a = engine.acct[s]
     entry_price, entry_qty, fees = (
@@ -148,6 +148,6 @@ def close_position(
     pol.on_exit(engine.ps[s])
 
 
-def _mark(engine: Engine) -> None:
+def _mark(engine: EngineParts) -> None:
     """Equity between closes: cash and every position at its last close."""
     engine.wallet[0]["equity"] = ac.equity(engine.acct, engine.cash)

@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tradekit import risk as rk
 from tradekit.live.orders import MarketRules, OrderRequest, OrderStatus
@@ -23,22 +23,10 @@ if TYPE_CHECKING:
     import sqlite3
 
     from tradekit.ledger import Ledger
-    from tradekit.live.engine import Engine
     from tradekit.live.exchange_broker import ExchangeBroker
+    from tradekit.live.parts import EngineParts
 
 log = logging.getLogger(__name__)
-
-
-class Broker(Protocol):
-    """Where the engine's orders go. ``execute`` sends ``req`` and returns its status once it
-    is done or resting; ``ref_price`` is the price the decision saw (the paper broker fills at
-    it, with slippage; an exchange fills where the market is)."""
-
-    live: bool
-
-    def execute(self, req: OrderRequest, ref_price: float) -> OrderStatus: ...
-
-    def deadline_ms(self) -> int | None: ...
 
 
 class PaperBroker:
@@ -87,7 +75,7 @@ class PaperLoopBroker(PaperBroker):
     def starting_cash(self) -> float:
         return self.cash
 
-    def place_stops(self, engine: Engine) -> None:
+    def place_stops(self, engine: EngineParts) -> None:
         return  # paper stops are the engine's own, checked on every candle's range
 
 
@@ -101,9 +89,11 @@ class LiveLoopBroker:
         self.ctx = ctx
         self.ex = ex
         self.quote = quote
-        self.engine: Engine | None = None  # bound once the engine exists (stop fills book there)
+        self.engine: EngineParts | None = (
+            None  # bound once the engine exists (stop fills book there)
+        )
 
-    def bind(self, engine: Engine) -> None:
+    def bind(self, engine: EngineParts) -> None:
         self.engine = engine
 
     def starting_cash(self) -> float:
@@ -183,7 +173,7 @@ class LiveLoopBroker:
                 st = self.ex.cancel(st)
             self.engine.book(r, st)
 
-    def place_stops(self, engine: Engine) -> None:
+    def place_stops(self, engine: EngineParts) -> None:
         """One resting stop per open position at the policy's stop level (moved up with a
         trailing stop: cancel and replace). On start this runs before anything else trades, so
         a position never waits longer than a restart for its stop."""
@@ -220,7 +210,7 @@ class LiveLoopBroker:
                 continue
             self._place_stop(engine, s, qty, level)
 
-    def _place_stop(self, engine: Engine, s: int, qty: float, level: float) -> None:
+    def _place_stop(self, engine: EngineParts, s: int, qty: float, level: float) -> None:
         sym = engine.symbols[s]
         a = engine.acct[s]
         base = f"{sym}|{int(a['entry_t'])}|stop|{engine.last_candle_ms}"
@@ -240,7 +230,7 @@ class LiveLoopBroker:
         engine.book(row, st)
 
 
-def _trailing(engine: Engine, s: int) -> bool:
+def _trailing(engine: EngineParts, s: int) -> bool:
     from tradekit import policy as pol
 
     reason, _ = pol.stop_level(engine.ps[s], engine.pp[0])

@@ -38,7 +38,7 @@ from tradekit import accounting as ac
 from tradekit import policy as pol
 from tradekit import risk as rk
 from tradekit.live import booking, state
-from tradekit.live.orders import OrderRequest, OrderStatus
+from tradekit.live.orders import Broker, OrderRequest, OrderStatus
 
 if TYPE_CHECKING:
     import sqlite3
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
     from tradekit.config import PolicyConfig, RiskConfig
     from tradekit.ledger import Ledger
-    from tradekit.live.brokers import Broker
 
 log = logging.getLogger(__name__)
 

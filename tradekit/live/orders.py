@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 Side = Literal["buy", "sell"]
 Kind = Literal["market", "stop"]
@@ -70,3 +70,15 @@ class MarketRules:
     qty_step: float = 0.0
     min_cost: float = 0.0
     price_step: float = 0.0
+
+
+class Broker(Protocol):
+    """Where the engine's orders go. ``execute`` sends ``req`` and returns its status once it
+    is done or resting; ``ref_price`` is the price the decision saw (the paper broker fills at
+    it, with slippage; an exchange fills where the market is)."""
+
+    live: bool
+
+    def execute(self, req: OrderRequest, ref_price: float) -> OrderStatus: ...
+
+    def deadline_ms(self) -> int | None: ...

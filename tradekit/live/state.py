@@ -13,12 +13,12 @@ from tradekit import risk as rk
 from tradekit.errors import InputError
 
 if TYPE_CHECKING:
-    from tradekit.live.engine import Engine
+    from tradekit.live.parts import EngineParts
 
 VERSION = 2
 
 
-def to_doc(engine: Engine) -> dict[str, Any]:
+def to_doc(engine: EngineParts) -> dict[str, Any]:
     """The engine's state as one JSON document (the ledger's ``engine`` row)."""
 
     def rec(r: Any) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def to_doc(engine: Engine) -> dict[str, Any]:
     }
 
 
-def load_doc(engine: Engine, doc: dict[str, Any]) -> list[str]:
+def load_doc(engine: EngineParts, doc: dict[str, Any]) -> list[str]:
     """Restore a saved state (version 1 documents are read too); returns the symbols held in
     it that are no longer configured (their positions are reported, never traded)."""
 
@@ -80,7 +80,7 @@ def load_doc(engine: Engine, doc: dict[str, Any]) -> list[str]:
 
 
 def _v1_to_v2(doc: dict[str, Any]) -> dict[str, Any]:
-    """Engine state version 1 (before the shared accounting) in today's shape."""
+    """EngineParts state version 1 (before the shared accounting) in today's shape."""
     accounts = []
     for a in doc["accounts"]:
         b = dict(a)
