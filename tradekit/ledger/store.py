@@ -273,6 +273,11 @@ class Ledger:
                 (status, exchange_id, filled, avg_price, fee, cost, message, now_ms(), key),
             )
 
+    def set_deadline(self, key: str, deadline_ms: int | None) -> None:
+        """The deadline of the request about to leave (each attempt gets a fresh one)."""
+        with self.tx() as db:
+            db.execute("UPDATE orders SET deadline_ms = ? WHERE key = ?", (deadline_ms, key))
+
     def set_booked(self, key: str, qty: float, cost: float, fee: float) -> None:
         with self.tx() as db:
             db.execute(

@@ -115,8 +115,7 @@ class LiveLoopBroker:
 
         def hook() -> int | None:
             ms = self.deadline_ms()
-            with self.ctx.ledger.tx() as db:
-                db.execute("UPDATE orders SET deadline_ms = ? WHERE key = ?", (ms, key))
+            self.ctx.ledger.set_deadline(key, ms)
             return ms
 
         return hook
