@@ -392,6 +392,23 @@ class AskConfig:
     )
 
 
+def _port(v: int) -> str | None:
+    return None if 0 <= v <= 65535 else f"must be a TCP port 0-65535 (0: any free one), got {v}"
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    host: str = _opt(
+        "127.0.0.1", "address `serve` listens on (0.0.0.0 also needs --allow-all-interfaces)"
+    )
+    port: int = _opt(8080, "TCP port of the dashboard, the API and /metrics", _port)
+    allowed_hosts: list[str] = _opt(
+        [],
+        'more Host names the dashboard answers to, e.g. "bot.lan" ("*": any)',
+    )
+    refresh_s: float = _opt(5.0, "seconds between the pages' live updates", _positive)
+
+
 SECTIONS: dict[str, type] = {
     "exchange": ExchangeConfig,
     "data": DataConfig,
@@ -405,6 +422,7 @@ SECTIONS: dict[str, type] = {
     "run": RunConfig,
     "notify": NotifyConfig,
     "ask": AskConfig,
+    "serve": ServeConfig,
 }
 
 SECTION_HELP = {
@@ -420,6 +438,7 @@ SECTION_HELP = {
     "run": "The live/paper loop.",
     "notify": "Signal through signal-cli-rest-api.",
     "ask": "One-shot LLM analyst (reads only, never trades).",
+    "serve": "The dashboard, REST API and /metrics (`tradekit serve`).",
 }
 
 # Secret name -> environment variable. Never read from TOML, never printed.
@@ -431,6 +450,7 @@ SECRET_ENV = {
     "openai_api_key": "OPENAI_API_KEY",
     "deploy_sudo_password": "TRADEKIT_DEPLOY_SUDO_PASSWORD",
     "notify_webhook_token": "TRADEKIT_WEBHOOK_TOKEN",
+    "serve_token": "TRADEKIT_SERVE_TOKEN",
 }
 _SECRET_WORDS = ("key", "secret", "password", "token", "passphrase")
 _SECRET_EXEMPT = {("deploy", "key"), ("deploy", "known_hosts")}  # paths, not secrets
@@ -468,6 +488,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     ask: AskConfig = field(default_factory=AskConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
     path: Path | None = None
     secrets: Mapping[str, Secret] = field(default_factory=dict)
 
