@@ -28,6 +28,12 @@ def _dicts(rows: Iterator[sqlite3.Row] | list[sqlite3.Row]) -> list[dict[str, An
     return [dict(r) for r in rows]
 
 
+def _where(*conds: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """`` WHERE a AND b`` of the conditions whose value is not None, and their values."""
+    used = [(c, v) for c, v in conds if v is not None]
+    return (" WHERE " + " AND ".join(c for c, _ in used) if used else ""), [v for _, v in used]
+
+
 class LedgerView:
     """Read-only queries over one ledger file; use as a context manager."""
 
@@ -319,6 +325,151 @@ class LedgerView:
 
     def asks(self) -> list[dict[str, Any]]:
         return _dicts(self.db.execute("SELECT * FROM asks ORDER BY id"))
+
+    # -- the dashboard's reading (serve) ---------------------------------------------------
+    def trades_page(
+        self,
+        *,
+        symbol: str | None = None,
+        reason: str | None = None,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Closed trades with start < exit_ms <= end, newest first, one page of them, and how
+        many match in all."""
+        where, args = _where(
+            ("symbol = ?", symbol),
+            ("exit_reason = ?", reason),
+            ("exit_ms > ?", start_ms),
+            ("exit_ms <= ?", end_ms),
+        )
+        total = int(self.db.execute(f"SELECT count(*) FROM trades{where}", args).fetchone()[0])
+        rows = _dicts(
+            self.db.execute(
+                f"SELECT * FROM trades{where} ORDER BY exit_ms DESC, id DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            )
+        )
+        return rows, total
+
+    def trade_summary(self) -> dict[str, Any]:
+        """Counts and sums over every closed trade (zeros and None when there is none)."""
+        row = self._one(
+            "SELECT count(*) AS count, coalesce(sum(pnl > 0), 0) AS wins, "
+            "coalesce(sum(pnl < 0), 0) AS losses, coalesce(sum(pnl), 0) AS pnl, "
+            "coalesce(sum(CASE WHEN pnl > 0 THEN pnl ELSE 0 END), 0) AS gross_profit, "
+            "coalesce(-sum(CASE WHEN pnl < 0 THEN pnl ELSE 0 END), 0) AS gross_loss, "
+            "avg(pnl_pct) AS pnl_pct_mean, coalesce(sum(pnl_pct), 0) AS pnl_pct_sum, "
+            "coalesce(sum(fees), 0) AS fees, min(entry_ms) AS first_entry_ms, "
+            "max(exit_ms) AS last_exit_ms, avg(exit_ms - entry_ms) AS duration_ms_mean "
+            "FROM trades"
+        )
+        assert row is not None
+        return dict(row)
+
+    def performance(self) -> list[dict[str, Any]]:
+        """Closed trades per symbol: count, P&L, mean and summed P&L fraction; best first."""
+        return _dicts(
+            self.db.execute(
+                "SELECT symbol, count(*) AS count, sum(pnl) AS pnl, avg(pnl_pct) AS pnl_pct_mean, "
+                "sum(pnl_pct) AS pnl_pct_sum, sum(pnl > 0) AS wins FROM trades "
+                "GROUP BY symbol ORDER BY sum(pnl) DESC, symbol"
+            )
+        )
+
+    def daily_pnl(self, since_ms: int) -> list[dict[str, Any]]:
+        """Realized P&L and trade count per UTC day (``day_ms``) of the trades closed at or
+        after ``since_ms``; days without a trade are absent."""
+        return _dicts(
+            self.db.execute(
+                "SELECT exit_ms - exit_ms % 86400000 AS day_ms, count(*) AS count, "
+                "sum(pnl) AS pnl FROM trades WHERE exit_ms >= ? GROUP BY day_ms ORDER BY day_ms",
+                (since_ms,),
+            )
+        )
+
+    def order_counts(self) -> dict[str, int]:
+        """How many orders are in each status."""
+        return {
+            str(r[0]): int(r[1])
+            for r in self.db.execute("SELECT status, count(*) FROM orders GROUP BY status")
+        }
+
+    def event_counts(self) -> dict[str, int]:
+        """How many events of each kind (``exchange`` errors, ``halt`` changes, ...)."""
+        return {
+            str(r[0]): int(r[1])
+            for r in self.db.execute("SELECT kind, count(*) FROM events GROUP BY kind")
+        }
+
+    def decisions_where(
+        self,
+        *,
+        symbol: str | None = None,
+        action: str | None = None,
+        reason: str | None = None,
+        limit: int = 200,
+        before_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Decisions newest first, filtered by symbol, action and reason code."""
+        where, args = _where(
+            ("symbol = ?", symbol),
+            ("action = ?", action),
+            ("reason = ?", reason),
+            ("id < ?", before_id),
+        )
+        return _dicts(
+            self.db.execute(
+                f"SELECT * FROM decisions{where} ORDER BY id DESC LIMIT ?", (*args, limit)
+            )
+        )
+
+    def decision_reasons(self, *, symbol: str | None = None) -> list[dict[str, Any]]:
+        """How often each (phase, action, reason) was decided: why nothing was bought too."""
+        where, args = _where(("symbol = ?", symbol))
+        return _dicts(
+            self.db.execute(
+                f"SELECT phase, action, reason, count(*) AS count FROM decisions{where} "
+                "GROUP BY phase, action, reason ORDER BY count(*) DESC, phase, action, reason",
+                args,
+            )
+        )
+
+    def newest_decision(self) -> dict[str, Any] | None:
+        """The newest decided candle and when its first decision was written."""
+        row = self._one(
+            "SELECT candle_ms, min(created_ms) AS created_ms FROM decisions "
+            "WHERE candle_ms = (SELECT max(candle_ms) FROM decisions)"
+        )
+        return dict(row) if row is not None and row["candle_ms"] is not None else None
+
+    def predictions(self, symbol: str, start_ms: int, end_ms: int) -> list[tuple[int, float]]:
+        """(candle_ms, prediction) of the model for ``symbol``, start <= candle_ms <= end."""
+        return [
+            (int(r[0]), float(r[1]))
+            for r in self.db.execute(
+                "SELECT candle_ms, prediction FROM decisions WHERE symbol = ? AND phase = 'close' "
+                "AND prediction IS NOT NULL AND candle_ms >= ? AND candle_ms <= ? "
+                "ORDER BY candle_ms",
+                (symbol, start_ms, end_ms),
+            )
+        ]
+
+    def symbol_fills(self, symbol: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        """The fills of ``symbol`` booked at candles start <= candle_ms <= end, in order."""
+        return _dicts(
+            self.db.execute(
+                "SELECT * FROM fills WHERE symbol = ? AND candle_ms >= ? AND candle_ms <= ? "
+                "ORDER BY candle_ms, id",
+                (symbol, start_ms, end_ms),
+            )
+        )
+
+    def recent_controls(self, limit: int = 20) -> list[dict[str, Any]]:
+        """Control requests newest first, applied or still pending."""
+        return _dicts(self.db.execute("SELECT * FROM controls ORDER BY id DESC LIMIT ?", (limit,)))
 
 
 def inspect(path: Path) -> tuple[int, str, int]:
