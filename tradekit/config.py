@@ -99,6 +99,16 @@ def _url(v: str) -> str | None:
     return None if ok else f"must be an http(s) URL or empty, got {v!r}"
 
 
+def _timezone(v: str) -> str | None:
+    from tradekit.timeutil import zone
+
+    try:
+        zone(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
 def _periods(v: list[int]) -> str | None:
     return None if all(p >= 1 for p in v) else f"periods must be >= 1, got {v}"
 
@@ -369,18 +379,38 @@ class NotifyConfig:
         _one_of("auto", "poll", "websocket"),
     )
     poll_s: float = _opt(5.0, "seconds between receive polls and event checks", _positive)
+    timezone: str = _opt(
+        "",
+        "time zone of the times shown to a person (summary, phone, ask), e.g. Europe/Vienna "
+        "(empty: the system's)",
+        _timezone,
+    )
+    ignored_per_hour: int = _opt(
+        5, "ignored messages kept per hour per sender (strangers); the rest are counted", _positive
+    )
+    ignored_keep_days: float = _opt(
+        7.0, "days the ignored messages stay in the ledger's messages table", _positive
+    )
 
 
 @dataclass(frozen=True)
 class AskConfig:
     provider: str = _opt(
         "none",
-        "none (offline summary), anthropic or openai",
-        _one_of("none", "anthropic", "openai"),
+        "none (offline summary), anthropic, openai (any OpenAI-compatible API) or ollama "
+        "(Ollama's own API, which takes the context window)",
+        _one_of("none", "anthropic", "openai", "ollama"),
     )
     model: str = _opt("claude-haiku-5-5", "model id for the provider (the current Haiku)")
-    base_url: str = _opt("", "API base URL (e.g. http://127.0.0.1:11434/v1 for Ollama)", _url)
-    language: str = _opt("en", "answer language, e.g. en or de")
+    base_url: str = _opt(
+        "",
+        "API base URL (empty: the provider's: https://api.anthropic.com; Ollama's "
+        "http://127.0.0.1:11434 for ollama and http://127.0.0.1:11434/v1 for openai)",
+        _url,
+    )
+    language: str = _opt(
+        "auto", "answer language: auto (the question's: German or English) or a code, e.g. de"
+    )
     max_context_chars: int = _opt(20_000, "size cap of the context sent to the model", _positive)
     max_tokens: int = _opt(2048, "most tokens the model may produce (thinking included)", _positive)
     timeout_s: float = _opt(60.0, "seconds before the provider counts as failed", _positive)
@@ -389,6 +419,18 @@ class AskConfig:
     )
     price_out: float = _opt(
         0.50, "USD per million output tokens, for the recorded cost", _non_negative
+    )
+    context_tokens: int = _opt(
+        0,
+        "the model's context window in tokens; the context is cut to fit (0: the provider's: "
+        "anthropic 200000, ollama 8192, openai 128000 at api.openai.com, else 4096)",
+        _non_negative,
+    )
+    allow_http: bool = _opt(
+        False, "allow a plain http:// base_url beyond loopback (the context travels unencrypted)"
+    )
+    key_hosts: list[str] = _opt(
+        [], "hosts besides the provider's own and loopback that may receive its API key"
     )
 
 
@@ -491,6 +533,9 @@ class Config:
     serve: ServeConfig = field(default_factory=ServeConfig)
     path: Path | None = None
     secrets: Mapping[str, Secret] = field(default_factory=dict)
+    # "section.key" of the values an implicitly found ./tradekit.toml set (not --config,
+    # $TRADEKIT_CONFIG or the environment): a folder's file is not trusted to send keys away.
+    from_cwd: frozenset[str] = frozenset()
 
     def secret(self, name: str) -> str | None:
         """The plain value of a secret, or None when unset."""
@@ -763,7 +808,14 @@ def load_config(
             merged[key] = text
             origins[key] = f"environment {var} ([{name}] {key})"
         sections[name] = _build_section(name, merged, where, origins)
-    return Config(**sections, path=file, secrets=load_secrets(env, file))
+    implicit = file is not None and not path and not env.get(CONFIG_ENV)
+    from_cwd = frozenset(
+        f"{name}.{key}"
+        for name in SECTIONS
+        for key in raw.get(name, {})
+        if implicit and key not in overrides.get(name, {})
+    )
+    return Config(**sections, path=file, secrets=load_secrets(env, file), from_cwd=from_cwd)
 
 
 # -- writing ---------------------------------------------------------------------------------

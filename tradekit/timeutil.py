@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 
 from tradekit.errors import UsageError
 
@@ -73,3 +77,57 @@ def fmt_ms(ms: int | None) -> str:
 
 def floor_ms(ms: int, tf_ms: int) -> int:
     return ms - ms % tf_ms
+
+
+# -- local time, for people (files and the ledger stay UTC) ------------------------------------
+
+
+def zone(name: str = "", *, environ: Mapping[str, str] | None = None, etc: str = "/etc") -> tzinfo:
+    """The time zone ``name`` (an IANA key such as ``Europe/Vienna``, or ``UTC``); empty means
+    the system's: ``$TZ`` when it names a zone, else ``/etc/timezone`` (Debian), else the zone
+    ``/etc/localtime`` links to, else the rules in that file, else UTC. ValueError when ``name``
+    is not a known zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if name:
+        if name.upper() in ("UTC", "Z"):
+            return UTC
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}: expected an IANA name such as Europe/Vienna or UTC"
+            ) from None
+    env = os.environ if environ is None else environ
+    candidates = [env.get("TZ", "").removeprefix(":")]
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        candidates.append(Path(etc, "timezone").read_text(encoding="utf-8").strip())
+    local = Path(etc, "localtime")
+    with contextlib.suppress(OSError):
+        target = str(local.resolve()) if local.is_symlink() else ""
+        if "/zoneinfo/" in target:
+            candidates.append(target.split("/zoneinfo/", 1)[1])
+    for key in candidates:
+        if not key:
+            continue
+        if key.upper() in ("UTC", "ETC/UTC", "UCT", "Z"):
+            return UTC
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError, OSError):
+            return ZoneInfo(key)
+    with contextlib.suppress(OSError, ValueError), local.open("rb") as fh:
+        return ZoneInfo.from_file(fh, key="localtime")
+    return UTC
+
+
+def zone_name(tz: tzinfo) -> str:
+    """The IANA key of a zone, ``UTC``, or ``localtime`` for rules read from /etc/localtime."""
+    return str(getattr(tz, "key", None) or ("UTC" if tz is UTC else tz))
+
+
+def fmt_local(ms: int | None, tz: tzinfo, *, zone_abbr: bool = True) -> str:
+    """A time for a person: ``2024-03-10 21:00 CET`` (minutes; seconds only when not zero)."""
+    if ms is None:
+        return "-"
+    dt = datetime.fromtimestamp(int(ms) / 1000, UTC).astimezone(tz)
+    text = dt.strftime("%Y-%m-%d %H:%M" if dt.second == 0 else "%Y-%m-%d %H:%M:%S")
+    return f"{text} {dt.tzname()}" if zone_abbr else text

@@ -76,9 +76,10 @@ def answer(
     )
     t0 = time.perf_counter()
     if name == "none":
+        from tradekit.ask.lang import answer_language
         from tradekit.ask.offline import offline_answer
 
-        text = offline_answer(ctx.facts, question, cfg.ask.language)
+        text = offline_answer(ctx.facts, question, answer_language(cfg.ask.language, question))
         result = Answer(
             text=text,
             provider="none",
@@ -97,7 +98,7 @@ def answer(
             reply = providers.complete(
                 name,
                 cfg,
-                system=providers.system_prompt(cfg.ask.language),
+                system=providers.system_prompt(providers.language_rule(cfg.ask.language, question)),
                 user=providers.user_message(ctx.text, question),
             )
         except providers.ProviderFailed as e:

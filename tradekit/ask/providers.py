@@ -66,15 +66,28 @@ class ProviderFailed(Exception):
         self.usage = usage
 
 
-def system_prompt(language: str) -> str:
-    lang = LANGUAGES.get(language.lower(), language)
+def language_rule(setting: str, question: str) -> str:
+    """The prompt's language sentence: the configured language, or for ``auto`` the question's
+    (named when the detector has evidence; otherwise the model is told to follow the question)."""
+    from tradekit.ask import lang as lg
+
+    if (setting.strip().lower() or "auto") != "auto":
+        code = lg.answer_language(setting, question)
+        return f"Answer in {LANGUAGES.get(code, setting)}."
+    de, en = lg.scores(question)
+    if de == en:
+        return "Answer in the language the question is written in."
+    return f"Answer in {LANGUAGES[lg.detect(question)]}, the language of the question."
+
+
+def system_prompt(language_sentence: str) -> str:
     return (
         "You are the analyst of a small crypto trading bot (tradekit). You only read: you cannot "
         "place, change or cancel orders, and you never claim to. Answer the question from the "
         "context in the user message only. Cite the figures you use with their units and "
         'periods, e.g. "equity 7,995.66 USD (-20.04 % since start)". When the context does '
         "not hold what the question needs, say what you do not know instead of guessing. Keep "
-        f"the answer short enough to read on a phone. Answer in {lang}."
+        f"the answer short enough to read on a phone. {language_sentence}"
     )
 
 
