@@ -109,6 +109,7 @@ class Engine:
         self.reconcile_halt: dict[str, Any] | None = None
         self._clus = np.zeros(self.member.shape[1])
         self._decisions: list[tuple[Any, ...]] = []
+        self._input_hash = ""  # the features the model saw at the candle being closed
 
     # -- figures ---------------------------------------------------------------------------
     @property
@@ -185,8 +186,6 @@ class Engine:
             self.ledger.set_positions(positions)
             self.ledger.save_engine(self.to_doc(), self.last_candle_ms)
         self._decisions.clear()
-
-    _input_hash = ""
 
     # -- orders ----------------------------------------------------------------------------
     def place(
