@@ -126,6 +126,7 @@ def _register() -> None:
         predict_cmd,
         reconcile_cmd,
         run_cmd,
+        serve_cmd,
         sweep_cmd,
         train_cmd,
     )
@@ -149,6 +150,7 @@ def _register() -> None:
     app.command("listen")(notify_cmd.listen)
     app.command("ask")(ask_cmd.ask)
     app.command("doctor")(doctor_cmd.doctor)
+    app.command("serve")(serve_cmd.serve)
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(config_cmd.app, name="config")
 
