@@ -272,9 +272,10 @@ def test_size_cap_drops_oldest_first(monkeypatch, ledger, model_dir):
     monkeypatch.setenv("TRADEKIT_ASK__MAX_CONTEXT_CHARS", "3000")
     ctx = build_context(load_config(None), state=str(ledger.parent / "many.db"), model="x")
     assert ctx.truncated and len(ctx.text) <= 3000
-    assert ctx.text.startswith("[context truncated to 3000 chars; dropped:")
+    assert ctx.text.startswith("[context cut to fit 3000 chars ([ask] max_context_chars); dropped:")
     assert "## status" in ctx.text and "## equity" in ctx.text  # the important parts stay
-    trades = [ln for ln in full.text.splitlines() if " exit exit_signal" in ln or "stoploss" in ln]
+    exits = (" exit exit_signal", " exit stoploss")
+    trades = [ln for ln in full.text.splitlines() if ln.endswith(exits)]
     assert trades[-1] in ctx.text and trades[0] not in ctx.text  # newest kept, oldest dropped
 
 

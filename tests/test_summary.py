@@ -105,7 +105,9 @@ def ledger(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("period", ["day", "week"])
 def test_golden_text(run_cli, ledger, period):
-    r = run_cli("summary", "--period", period, "--state", str(ledger), "--now", NOW)
+    # The person is in Vienna: 20:00 UTC in March is 21:00 CET on the phone.
+    env = {"TRADEKIT_NOTIFY__TIMEZONE": "Europe/Vienna"}
+    r = run_cli("summary", "--period", period, "--state", str(ledger), "--now", NOW, env=env)
     assert r.code == 0, r.err
     golden = GOLDEN / f"summary_{period}.txt"
     if os.environ.get("TRADEKIT_UPDATE_GOLDEN"):

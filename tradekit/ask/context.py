@@ -1,73 +1,55 @@
 """The read-only context for ``ask``: what the bot knows about itself, as facts (for the offline
-answer) and as size-capped text (for an LLM).
+answer) and as text fitted to the model's window (for an LLM).
 
 Sources: the ledger opened read-only (status snapshot, equity windows, recent closed trades,
-warning/error events), the model manifest and any report.json / verdict.json in the model dir,
-and the ``--context`` files. Secret values (every configured secret and API key) are replaced
-by ``***`` wherever they might appear, and a TOML file given as context loses its [exchange]
-and [deploy] tables. Stdlib only.
+warning/error events), the risk limits of the config, the model manifest and any report.json /
+verdict.json in the model dir, and the ``--context`` files. Everything is masked on the way
+(:mod:`tradekit.ask.mask`: secret-named keys in JSON/TOML/INI/env/YAML, key formats, PEM
+blocks, phone numbers, every configured secret), and a TOML file given as context loses its
+[exchange] and [deploy] tables whole. Times are the person's (``[notify] timezone``).
 
-Over ``[ask] max_context_chars`` the least important sections lose their oldest lines first
-(trades, then events, then context files, ...), whole sections go when empty, and the text
-starts with a ``[context truncated ...]`` line saying what was dropped.
+The text is fitted (:mod:`tradekit.ask.budget`) to the token budget the caller gives (the
+provider's window less the prompt and the answer) and to ``[ask] max_context_chars``: status,
+equity and the gate verdict come first and stay; the rest is cut by priority (trades, then
+events, then context files, ...), and the text starts with a line saying what was dropped.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradekit.ask import sections as sx
+from tradekit.ask.budget import Section, fit
+from tradekit.ask.mask import Masker
 from tradekit.errors import InputError
 from tradekit.ledger import LedgerView
-from tradekit.timeutil import fmt_ms, now_ms
+from tradekit.timeutil import now_ms
 
 if TYPE_CHECKING:
     from tradekit.config import Config
 
 DAY_MS = 86_400_000
-RECENT_TRADES = 20
+RECENT_TRADES = sx.RECENT_TRADES
 RECENT_EVENTS = 20
 NOTABLE_LEVELS = ("warning", "error", "critical")
-_SECRETISH = re.compile(
-    r"(?im)^(\s*[\w.-]*(?:api[_-]?key|secret|password|passphrase|token)[\w.-]*\s*[=:]\s*)(.+)$"
-)
-
-
-@dataclass
-class Section:
-    """A block of context. ``items`` are droppable lines, oldest first; ``priority`` orders
-    what goes first when the text is over the cap (lowest first)."""
-
-    name: str
-    priority: int
-    lines: list[str] = field(default_factory=list)
-    items: list[str] = field(default_factory=list)
-    dropped: int = 0
-
-    def size(self) -> int:
-        if not self.lines and not self.items:
-            return 0
-        return len(self.render()) + 1
-
-    def render(self) -> str:
-        head = f"## {self.name}"
-        if self.dropped:
-            head += f" ({self.dropped} oldest dropped)"
-        return "\n".join([head, *self.lines, *self.items]) + "\n"
 
 
 @dataclass(frozen=True)
 class Context:
     text: str
     facts: dict[str, Any]
-    truncated: bool
+    dropped: list[str] = field(default_factory=list)  # what the fit cut, in words
+    tokens: int = 0  # the estimate of ``text``
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.dropped)
 
 
 # -- the ledger, read-only -------------------------------------------------------------------
@@ -271,8 +253,10 @@ def _model_facts(model_dir: Path, facts: dict[str, Any]) -> None:
             facts[key] = fn(doc)
 
 
-def _read_context_file(path: str) -> tuple[str, Any]:
-    """(text, parsed JSON or None). Unreadable or not text: InputError naming the file."""
+def _read_context_file(path: str, masker: Masker) -> tuple[str, Any]:
+    """(masked text, parsed JSON or None). JSON and TOML are masked by structure before they
+    are rendered (then as text, too); anything else (INI, env, YAML, notes, logs) as text.
+    Unreadable or not text: InputError naming the file."""
     p = Path(path)
     try:
         raw = p.read_bytes()
@@ -282,199 +266,25 @@ def _read_context_file(path: str) -> tuple[str, Any]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{path}: context file is not UTF-8 text") from None
+    doc: Any = None
     if p.suffix.lower() == ".json":
         try:
             doc = json.loads(text)
         except json.JSONDecodeError:
-            return text, None
-        return json.dumps(doc, sort_keys=True, indent=1), doc
+            return masker.text(text), None
+        shown = json.dumps(masker.tree(doc), sort_keys=True, indent=1, ensure_ascii=False)
+        return masker.text(shown), doc
     if p.suffix.lower() == ".toml":
         try:
-            doc = tomllib.loads(text)
+            parsed = tomllib.loads(text)
         except tomllib.TOMLDecodeError:
-            return text, None
+            return masker.text(text), None
         # Credentials and hosts live here; the analyst needs neither.
         for table in ("exchange", "deploy"):
-            doc.pop(table, None)
-        return json.dumps(doc, sort_keys=True, indent=1, default=str), None
-    return text, None
-
-
-def secret_values(cfg: Config) -> list[str]:
-    """Every secret the config knows plus the raw env values of the secret variables."""
-    from tradekit.config import SECRET_ENV
-    from tradekit.config import secret_values as configured
-
-    values = set(configured(cfg))
-    values.update(v for k in SECRET_ENV.values() if (v := os.environ.get(k)))
-    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
-
-
-def redact(text: str, secrets: Sequence[str]) -> str:
-    for s in secrets:
-        text = text.replace(s, "***")
-    return _SECRETISH.sub(lambda m: m.group(1) + "***", text)
-
-
-# -- rendering -------------------------------------------------------------------------------
-
-
-def money(v: Any, currency: str = "") -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v:,.2f}" + (f" {currency}" if currency else "")
-
-
-def pct(v: Any, *, signed: bool = True) -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v * 100:+.2f} %" if signed else f"{v * 100:.2f} %"
-
-
-def _status_section(f: dict[str, Any]) -> Section:
-    s = f["status"]
-    cur = f["currency"]
-    sec = Section("status (ledger snapshot)", 100)
-    sec.lines += [
-        f"ledger: {f['path']}",
-        f"mode: {s['mode']}; state: {s['state']}",
-        f"risk: {f['risk']['text']}",
-        f"model version running: {s.get('model_version') or 'unknown'}",
-        f"last candle: {fmt_ms(f['last_candle_ms'])} UTC",
-        f"equity: {money(s.get('equity'), cur)}; cash: {money(s.get('cash'), cur)}",
-        f"peak equity: {money(s.get('peak_equity'), cur)}; "
-        f"drawdown from peak: {pct(s.get('drawdown'), signed=False)}",
-        f"realized P&L total: {money(s.get('realized_pnl_total'), cur)} "
-        f"over {s.get('trades_total')} closed trades "
-        f"({f['trades']['wins']} wins, {f['trades']['losses']} losses); "
-        f"fees paid: {money(s.get('fees_paid'), cur)}",
-        f"open positions: {len(s['positions']) or 'none'}",
-    ]
-    for p in s["positions"]:
-        sec.lines.append(
-            f"  {p['symbol']} qty {p['qty']:.8g} entry {p['entry_price']:.8g} "
-            f"({fmt_ms(p['entry_ms'])}) last {p['last_price']:.8g} "
-            f"unrealized {money(p['unrealized_pnl'], cur)} ({pct(p['unrealized_pct'])})"
-            + (f" stop {p['stop_price']:.8g}" if p.get("stop_price") else "")
-        )
-    sec.lines.append(f"open orders: {len(s['open_orders']) or 'none'}")
-    for sym, d in (s.get("last_decisions") or {}).items():
-        pred = d.get("prediction")
-        ptxt = f" prediction {pred:+.4f}" if isinstance(pred, float) else ""
-        sec.lines.append(
-            f"last decision {sym}: {fmt_ms(d['candle_ms'])} {d['action']} ({d['reason']}){ptxt}"
-        )
-    return sec
-
-
-def _equity_section(f: dict[str, Any]) -> Section:
-    cur = f["currency"]
-    sec = Section("equity", 90)
-    sec.lines.append(f"starting equity (first candle): {money(f['first_equity'], cur)}")
-    for label, w in f["equity_windows"].items():
-        name = "since start" if label == "all" else f"last {label}"
-        if w is None:
-            sec.lines.append(f"{name}: no equity recorded")
-            continue
-        sec.lines.append(
-            f"{name} ({fmt_ms(w['from_ms'])} to {fmt_ms(w['to_ms'])}): start "
-            f"{money(w['start'], cur)}, end {money(w['end'], cur)}, change "
-            f"{money(w['change'], cur)} ({pct(w['change_pct'])}), peak {money(w['peak'], cur)}, "
-            f"max drawdown {pct(w['max_drawdown'], signed=False)}"
-        )
-    return sec
-
-
-def _trades_section(f: dict[str, Any]) -> Section:
-    cur = f["currency"]
-    sec = Section(f"recent closed trades (last {RECENT_TRADES}, oldest first)", 40)
-    for t in f["trades"]["recent"]:
-        sec.items.append(
-            f"{fmt_ms(t['exit_ms'])} {t['symbol']} entry {t['entry_price']:.8g} "
-            f"({fmt_ms(t['entry_ms'])}) exit {t['exit_price']:.8g} qty {t['qty']:.8g} "
-            f"P&L {money(t['pnl'], cur)} ({pct(t['pnl_pct'])}) fees {t['fees']:.2f} "
-            f"exit {t['exit_reason']}"
-        )
-    if not sec.items:
-        sec.lines.append("none")
-    return sec
-
-
-def _events_section(f: dict[str, Any]) -> Section:
-    sec = Section("recent warning/error events (oldest first)", 50)
-    for e in f["events"]:
-        sec.items.append(f"{fmt_ms(e['ts_ms'])} {e['level']} {e['kind']}: {e['message']}")
-    if not sec.items:
-        sec.lines.append("none")
-    return sec
-
-
-def _model_section(m: dict[str, Any]) -> Section:
-    sec = Section("model (manifest)", 80)
-    sec.lines += [
-        f"version: {m['version']}; kind: {m['kind']} ({m['objective']}); label: {m['label']} "
-        f"horizon {m['label_horizon']} candles; timeframe {m['timeframe']}",
-        f"symbols: {', '.join(m['symbols'] or [])}; features: {m['features']}",
-        f"created: {m['created_at']}; training span: {m['training_start']} to {m['training_end']}",
-    ]
-    oos = m.get("oos") or {}
-    if oos:
-        metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(oos.items()))
-        sec.lines.append(f"out-of-sample ({m['folds']} walk-forward folds): {metrics}")
-    return sec
-
-
-def _report_section(r: dict[str, Any]) -> Section:
-    sec = Section("backtest report", 70)
-    span = r.get("span") or {}
-    if span:
-        sec.lines.append(
-            f"span: {span.get('start')} to {span.get('end')} ({span.get('timeframe')}, "
-            f"{', '.join(span.get('symbols') or [])})"
-        )
-    for k, v in r["metrics"].items():
-        sec.lines.append(f"{k}: {v:.6g}" if isinstance(v, float) else f"{k}: {v}")
-    return sec
-
-
-def _verdict_section(v: dict[str, Any]) -> Section:
-    sec = Section("gate verdict", 85)
-    sec.lines.append("PASSED" if v["passed"] else f"FAILED: {', '.join(v['failed'])}")
-    for r in v["rules"]:
-        val = r["value"]
-        vtxt = f"{val:.4g}" if isinstance(val, float) else str(val)
-        sec.lines.append(
-            f"{r['rule']}: {r['label']} {vtxt} (must be {r['op']} {r['threshold']}) "
-            f"{'pass' if r['passed'] else 'FAIL'}"
-        )
-    return sec
-
-
-def fit(sections: list[Section], cap: int) -> tuple[str, bool]:
-    """Render within ``cap`` characters, dropping the least important parts first."""
-    body = [s for s in sections if s.size()]
-    total = sum(s.size() for s in body)
-    if total <= cap:
-        return "\n".join(s.render() for s in body), False
-    reserve = 160  # room for the truncation line
-    gone: list[str] = []
-    for s in sorted(body, key=lambda s: s.priority):
-        while s.items and total > cap - reserve:
-            before = s.size()
-            s.items.pop(0)
-            s.dropped += 1
-            total += s.size() - before
-        if total > cap - reserve:
-            total -= s.size()
-            s.lines, s.items = [], []
-            gone.append(s.name.split(" (")[0])
-        elif s.dropped:
-            gone.append(f"{s.dropped} oldest of {s.name.split(' (')[0]}")
-        if total <= cap - reserve:
-            break
-    marker = f"[context truncated to {cap} chars; dropped: {', '.join(gone) or 'the end'}]\n"
-    text = marker + "\n".join(s.render() for s in body if s.size())
-    return text[:cap], True
+            parsed.pop(table, None)
+        shown = json.dumps(masker.tree(parsed), sort_keys=True, indent=1, default=str)
+        return masker.text(shown), None
+    return masker.text(text), None
 
 
 def build_context(
@@ -484,17 +294,22 @@ def build_context(
     model: str,
     context_files: Sequence[str] = (),
     at_ms: int | None = None,
+    tz: tzinfo = UTC,
+    max_tokens: int = 10**9,
+    masker: Masker | None = None,
 ) -> Context:
-    """Facts and capped text for ``ask``; ``at_ms`` pins the equity windows' end (default: the
-    ledger's latest candle). A missing ledger or model is noted, an unreadable context file is
-    an InputError."""
+    """Facts and fitted text for ``ask``; ``at_ms`` pins the equity windows' end (default: the
+    ledger's latest candle), ``tz`` is the zone times are shown in, ``max_tokens`` the budget
+    of the text (the provider's window less the prompt and the answer). A missing ledger or
+    model is noted, an unreadable context file is an InputError."""
+    masker = masker or Masker.for_config(cfg)
     facts: dict[str, Any] = {
         "notes": [],
         "ledger": {"available": False},
         "currency": "",
         "drawdown_halt": cfg.risk.max_drawdown_halt_frac,
     }
-    files = [(path, *_read_context_file(path)) for path in context_files]
+    files = [(path, *_read_context_file(path, masker)) for path in context_files]
     path = Path(state)
     if path.is_file():
         facts["ledger"] = _ledger_facts(path, at_ms)
@@ -519,27 +334,29 @@ def build_context(
     facts["files"] = [name for name, _t, _d in files]
     facts["now_ms"] = now_ms()
 
-    sections: list[Section] = []
+    t = sx.clock(tz)
     led = facts["ledger"]
+    # Status, equity and the verdict first (and never dropped), then by importance.
+    sections: list[Section] = []
     if led["available"]:
-        sections += [_status_section(led), _equity_section(led)]
+        sections += [sx.status(led, t), sx.equity(led, t)]
     if "verdict" in facts:
-        sections.append(_verdict_section(facts["verdict"]))
-    if "model" in facts:
-        sections.append(_model_section(facts["model"]))
-    if "report" in facts:
-        sections.append(_report_section(facts["report"]))
-    if led["available"]:
-        sections += [_events_section(led), _trades_section(led)]
-    sections += extra
+        sections.append(sx.verdict(facts["verdict"]))
     if facts["notes"]:
-        sections.insert(0, Section("not available", 95, lines=list(facts["notes"])))
-    secrets = secret_values(cfg)
+        sections.append(Section("not available", 95, lines=list(facts["notes"])))
+    sections.append(sx.limits(cfg))
+    if "model" in facts:
+        sections.append(sx.model(facts["model"], tz))
+    if "report" in facts:
+        sections.append(sx.report(facts["report"], tz))
+    if led["available"]:
+        sections += [sx.events(led, t), sx.trades(led, t)]
+    sections += extra
     for sec in sections:
-        sec.lines = [redact(x, secrets) for x in sec.lines]
-        sec.items = [redact(x, secrets) for x in sec.items]
-    text, truncated = fit(sections, cfg.ask.max_context_chars)
-    return Context(text=text, facts=facts, truncated=truncated)
+        sec.lines = [masker.text(x) for x in sec.lines]
+        sec.items = [masker.text(x) for x in sec.items]
+    fitted = fit(sections, max_tokens=max_tokens, max_chars=cfg.ask.max_context_chars)
+    return Context(text=fitted.text, facts=facts, dropped=fitted.dropped, tokens=fitted.tokens)
 
 
 def iso_age_days(iso: str | None, now: int) -> int | None:

@@ -3,15 +3,18 @@
 It tells how things stand (equity, P&L, drawdown, trades, open positions, risk state, gate
 verdict, model) and answers the common question types it recognises by keyword (performance,
 risk, gate/deployment, positions, model), in English or German ([ask] language; other
-languages fall back to English). Every sentence cites the figures it rests on.
+languages fall back to English; ``auto`` is decided by :mod:`tradekit.ask.lang`). Every
+sentence cites the figures it rests on; times are in the person's zone.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, tzinfo
 from typing import Any
 
 from tradekit.ask.context import iso_age_days
-from tradekit.timeutil import fmt_ms
+from tradekit.ask.sections import iso_local
+from tradekit.timeutil import fmt_local
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "performance": (
@@ -119,9 +122,16 @@ WINDOW_LABEL = {"en": {"7d": "7 days", "30d": "30 days"}, "de": {"7d": "7 Tage",
 class _Fmt:
     """Numbers in the answer's language: 7,995.66 (en) or 7.995,66 (de)."""
 
-    def __init__(self, lang: str, currency: str) -> None:
+    def __init__(self, lang: str, currency: str, tz: tzinfo = UTC) -> None:
         self.de = lang == "de"
         self.cur = currency
+        self.tz = tz
+
+    def time(self, ms: Any) -> str:
+        return fmt_local(ms, self.tz)
+
+    def date(self, iso: Any) -> str:
+        return iso_local(iso, self.tz)[:10]
 
     def _loc(self, text: str) -> str:
         if not self.de:
@@ -153,12 +163,13 @@ def topics(question: str) -> list[str]:
     return [name for name, words in TOPICS.items() if any(w in q for w in words)]
 
 
-def offline_answer(facts: dict[str, Any], question: str, language: str) -> str:
+def offline_answer(facts: dict[str, Any], question: str, language: str, tz: tzinfo = UTC) -> str:
+    """The answer in ``language`` (``de`` or ``en``; others get English), times in ``tz``."""
     lang = language.lower().split("-")[0]
     if lang not in T:
         lang = "en"
     t = T[lang]
-    f = _Fmt(lang, facts.get("currency", ""))
+    f = _Fmt(lang, facts.get("currency", ""), tz)
     found = topics(question)
     parts = [t["head"]]
     for topic in found:
@@ -245,7 +256,7 @@ def _performance(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -
                 sym=last["symbol"],
                 pnl=f.money(last["pnl"], signed=True),
                 pct=f.pct(last["pnl_pct"]),
-                t=fmt_ms(last["exit_ms"]),
+                t=f.time(last["exit_ms"]),
                 why=last["exit_reason"],
             )
         )
@@ -366,10 +377,10 @@ def _model(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -> list
             t["model"].format(
                 version=m["version"],
                 kind=m["kind"],
-                created=(m["created_at"] or "-")[:10],
+                created=f.date(m["created_at"]),
                 age=_or_dash(iso_age_days(m["created_at"], facts["now_ms"])),
-                start=(m["training_start"] or "-")[:10],
-                end=(m["training_end"] or "-")[:10],
+                start=f.date(m["training_start"]),
+                end=f.date(m["training_end"]),
             )
         )
         oos = m.get("oos") or {}

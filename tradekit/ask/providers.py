@@ -1,6 +1,9 @@
 """LLM providers for ``ask``, spoken with httpx directly (the anthropic SDK rides on httpx2 and
-takes ~2 s to import): the Anthropic Messages API and OpenAI-compatible chat completions
-(Ollama, llama.cpp, OpenAI itself).
+takes ~2 s to import): the Anthropic Messages API, OpenAI-compatible chat completions
+(Ollama's /v1, llama.cpp, OpenAI itself) and Ollama's own ``/api/chat``, the one Ollama API
+that takes the context window per request (``options.num_ctx``; /v1 silently keeps the
+server's default and cuts longer prompts from the front). Where a request may go and with
+which key is :mod:`tradekit.ask.endpoint`'s decision, made before the call.
 
 Retries: connection errors, 5xx, 529 overloaded and a plain 429 rate limit, honouring
 ``retry-after``, a few tries with exponential backoff and jitter. Not retried: a 429 whose
@@ -17,17 +20,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tradekit.errors import ConfigError, ExternalError, TradekitError
+from tradekit.errors import ExternalError, TradekitError
 
 if TYPE_CHECKING:
     import httpx
 
+    from tradekit.ask.endpoint import Endpoint
     from tradekit.config import Config
 
 log = logging.getLogger("tradekit.ask")
 
-ANTHROPIC_URL = "https://api.anthropic.com"
-OPENAI_URL = "http://127.0.0.1:11434/v1"  # Ollama's OpenAI-compatible endpoint
 ANTHROPIC_VERSION = "2023-06-01"
 TRIES = 4
 BACKOFF_S = 1.0
@@ -95,8 +97,14 @@ def user_message(context: str, question: str) -> str:
     return f"Context (read-only state of the bot):\n\n{context}\n\nQuestion: {question}"
 
 
+def output_tokens(cfg: Config, window: int) -> int:
+    """Tokens kept free for the answer: ``[ask] max_tokens``, but at most a quarter of the
+    window (a phone-sized answer needs a few hundred)."""
+    return max(min(cfg.ask.max_tokens, window // 4), 64)
+
+
 def complete(
-    name: str,
+    ep: Endpoint,
     cfg: Config,
     *,
     system: str,
@@ -104,29 +112,21 @@ def complete(
     tries: int = TRIES,
     backoff_s: float = BACKOFF_S,
 ) -> Reply:
-    """One answer from provider ``name`` (``anthropic`` or ``openai``)."""
-    if name == "anthropic":
-        return _anthropic(cfg, system, user, tries, backoff_s)
-    if name == "openai":
-        return _openai(cfg, system, user, tries, backoff_s)
-    raise ValueError(f"unknown provider {name!r}")
+    """One answer from the checked endpoint ``ep`` (anthropic, openai or ollama)."""
+    fn = {"anthropic": _anthropic, "openai": _openai, "ollama": _ollama}[ep.provider]
+    return fn(ep, cfg, system, user, tries, backoff_s)
 
 
 def _cost(cfg: Config, tokens_in: int, tokens_out: int) -> float:
     return (tokens_in * cfg.ask.price_in + tokens_out * cfg.ask.price_out) / 1e6
 
 
-def _anthropic(cfg: Config, system: str, user: str, tries: int, backoff_s: float) -> Reply:
-    key = cfg.secret("anthropic_api_key")
-    if not key:
-        raise ConfigError(
-            "ANTHROPIC_API_KEY is not set: export it or put it in .env "
-            "([ask] provider = anthropic needs it)"
-        )
-    base = (cfg.ask.base_url or ANTHROPIC_URL).rstrip("/")
+def _anthropic(
+    ep: Endpoint, cfg: Config, system: str, user: str, tries: int, backoff_s: float
+) -> Reply:
     body = {
         "model": cfg.ask.model,
-        "max_tokens": cfg.ask.max_tokens,
+        "max_tokens": output_tokens(cfg, ep.window),
         "system": system,
         "messages": [{"role": "user", "content": user}],
         # Haiku 5.5 thinks by default and thinking eats max_tokens; a one-shot summary of
@@ -134,12 +134,12 @@ def _anthropic(cfg: Config, system: str, user: str, tries: int, backoff_s: float
         "thinking": {"type": "disabled"},
     }
     headers = {
-        "x-api-key": key,
+        "x-api-key": ep.key or "",  # resolve() refused the call without one
         "anthropic-version": ANTHROPIC_VERSION,
         "content-type": "application/json",
     }
     resp, rid = _post(
-        "anthropic", f"{base}/v1/messages", headers, body, cfg, tries, backoff_s, "ANTHROPIC"
+        "anthropic", f"{ep.base}/v1/messages", headers, body, cfg, tries, backoff_s, "ANTHROPIC"
     )
     doc = _json(resp, "anthropic")
     usage = doc.get("usage") or {}
@@ -168,24 +168,24 @@ def _anthropic(cfg: Config, system: str, user: str, tries: int, backoff_s: float
             ExternalError(f"anthropic returned no text ({why}, request-id {rid})"), "empty", spent
         )
     if stop == "max_tokens":
-        log.warning("ask: the answer was cut at [ask] max_tokens = %d", cfg.ask.max_tokens)
+        log.warning("ask: the answer was cut at %d tokens", output_tokens(cfg, ep.window))
     return Reply(text, str(doc.get("model") or cfg.ask.model), tokens_in, tokens_out, rid)
 
 
-def _openai(cfg: Config, system: str, user: str, tries: int, backoff_s: float) -> Reply:
-    key = cfg.secret("openai_api_key")  # optional: Ollama ignores it
-    base = (cfg.ask.base_url or OPENAI_URL).rstrip("/")
+def _openai(
+    ep: Endpoint, cfg: Config, system: str, user: str, tries: int, backoff_s: float
+) -> Reply:
     body = {
         "model": cfg.ask.model,
         "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        "max_tokens": cfg.ask.max_tokens,
+        "max_tokens": output_tokens(cfg, ep.window),
         "stream": False,
     }
     headers = {"content-type": "application/json"}
-    if key:
-        headers["authorization"] = f"Bearer {key}"
+    if ep.key:  # optional: Ollama ignores it
+        headers["authorization"] = f"Bearer {ep.key}"
     resp, rid = _post(
-        "openai", f"{base}/chat/completions", headers, body, cfg, tries, backoff_s, "OPENAI"
+        "openai", f"{ep.base}/chat/completions", headers, body, cfg, tries, backoff_s, "OPENAI"
     )
     doc = _json(resp, "openai")
     usage = doc.get("usage") or {}
@@ -201,6 +201,34 @@ def _openai(cfg: Config, system: str, user: str, tries: int, backoff_s: float) -
             "empty",
             (tokens_in, tokens_out, _cost(cfg, tokens_in, tokens_out)),
         )
+    return Reply(text, str(doc.get("model") or cfg.ask.model), tokens_in, tokens_out, rid)
+
+
+def _ollama(
+    ep: Endpoint, cfg: Config, system: str, user: str, tries: int, backoff_s: float
+) -> Reply:
+    """Ollama's ``POST /api/chat`` (no key: Ollama has no authentication)."""
+    body = {
+        "model": cfg.ask.model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "stream": False,
+        "options": {"num_ctx": ep.window, "num_predict": output_tokens(cfg, ep.window)},
+    }
+    headers = {"content-type": "application/json"}
+    resp, rid = _post("ollama", f"{ep.base}/api/chat", headers, body, cfg, tries, backoff_s, "")
+    doc = _json(resp, "ollama")
+    tokens_in = int(doc.get("prompt_eval_count") or 0)
+    tokens_out = int(doc.get("eval_count") or 0)
+    msg = doc.get("message") if isinstance(doc.get("message"), dict) else {}
+    text = str((msg or {}).get("content") or "").strip()
+    if not text:
+        raise ProviderFailed(
+            ExternalError("ollama: no answer in the response"),
+            "empty",
+            (tokens_in, tokens_out, _cost(cfg, tokens_in, tokens_out)),
+        )
+    if doc.get("done_reason") == "length":
+        log.warning("ask: the answer was cut at %d tokens", output_tokens(cfg, ep.window))
     return Reply(text, str(doc.get("model") or cfg.ask.model), tokens_in, tokens_out, rid)
 
 
@@ -223,7 +251,7 @@ def _error(resp: httpx.Response) -> tuple[str, str, str]:
     except (json.JSONDecodeError, UnicodeDecodeError):
         return "", resp.text[:200], ""
     err = doc.get("error") if isinstance(doc, dict) else None
-    if not isinstance(err, dict):
+    if not isinstance(err, dict):  # Ollama: {"error": "model 'x' not found"}
         return "", str(err or "")[:200], ""
     details = err.get("details") if isinstance(err.get("details"), dict) else {}
     return (
@@ -282,11 +310,9 @@ def _post(
                         "spend limit",
                     )
                 if code in (401, 403):
+                    check = f": check {env_prefix}_API_KEY" if env_prefix else ""
                     raise ProviderFailed(
-                        ExternalError(
-                            f"{provider}: HTTP {code} {kind or 'unauthorized'}: check "
-                            f"{env_prefix}_API_KEY"
-                        ),
+                        ExternalError(f"{provider}: HTTP {code} {kind or 'unauthorized'}{check}"),
                         f"http {code}",
                     )
                 last = f"HTTP {code} {kind}: {message}".strip()

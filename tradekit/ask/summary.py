@@ -4,20 +4,22 @@
 The window ends at ``--now`` when given, else at the ledger's latest equity candle: a replay
 (or the demo) lives in the past, and a live loop's latest candle is minutes old, so that is
 "now" in practice. When the latest candle is over a day older than the clock the text says so.
-Open positions and the risk state are the ledger's current ones. Stdlib and sqlite only;
-matplotlib loads inside :func:`write_png`.
+Open positions and the risk state are the ledger's current ones. The text shows times in the
+person's zone (``[notify] timezone``); the JSON keeps UTC and milliseconds and names the zone.
+Stdlib and sqlite only; matplotlib loads inside :func:`write_png`.
 """
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
 from tradekit.ask.context import DAY_MS, equity_window, killed, quote_currency, risk_state
 from tradekit.errors import UsageError
 from tradekit.ledger import LedgerView
-from tradekit.timeutil import fmt_ms, now_ms
+from tradekit.timeutil import fmt_local, fmt_ms, now_ms, zone_name
 
 SCHEMA = "summary/1"
 PERIODS = {"day": DAY_MS, "week": 7 * DAY_MS}
@@ -43,10 +45,12 @@ def build_summary(
     at_ms: int | None = None,
     clock_ms: int | None = None,
     model_dir: str | Path | None = None,
+    tz: tzinfo = UTC,
 ) -> dict[str, Any]:
     """The summary document (schema ``summary/1``) of the ledger at ``path`` over ``period``
     (day or week) ending at ``at_ms`` (default: the latest equity candle). ``clock_ms`` is the
-    time the staleness note compares against (default: ``at_ms`` or the wall clock)."""
+    time the staleness note compares against (default: ``at_ms`` or the wall clock); ``tz``
+    the zone the text will show times in (named in the document)."""
     from tradekit.live.status import snapshot
 
     start, end = window(path, period, at_ms)
@@ -87,6 +91,7 @@ def build_summary(
         "end_ms": end,
         "start": fmt_ms(start),
         "end": fmt_ms(end),
+        "timezone": zone_name(tz),
         "last_candle_ms": last,
         "stale_days": (clock - last) // DAY_MS if last is not None and clock - last > DAY_MS else 0,
         "mode": snap["mode"],
@@ -155,14 +160,14 @@ def _cut(text: str, width: int = WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def render(doc: dict[str, Any]) -> str:
-    """Short lines for a phone (at most ~40 columns)."""
+def render(doc: dict[str, Any], tz: tzinfo = UTC) -> str:
+    """Short lines for a phone (at most ~40 columns), times in ``tz``."""
     cur = f" {doc['currency']}" if doc["currency"] else ""
     p = doc["period"]
     lines = [
         f"tradekit {'daily' if p == 'day' else 'weekly'} summary",
-        f"from {doc['start']} UTC",
-        f"to   {doc['end']} UTC",
+        f"from {fmt_local(doc['start_ms'], tz)}",
+        f"to   {fmt_local(doc['end_ms'], tz)}",
         f"mode {doc['mode']}, {doc['state']}",
         f"model {doc['model_version'] or '-'}",
     ]
@@ -202,9 +207,9 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_png(path: str | Path, file: str | Path, doc: dict[str, Any]) -> None:
-    """The period's equity curve as a PNG at ``file`` (written atomically)."""
-    from datetime import UTC, datetime
+def write_png(path: str | Path, file: str | Path, doc: dict[str, Any], tz: tzinfo = UTC) -> None:
+    """The period's equity curve as a PNG at ``file`` (written atomically), times in ``tz``."""
+    from datetime import datetime
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -219,13 +224,15 @@ def write_png(path: str | Path, file: str | Path, doc: dict[str, Any]) -> None:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     if rows:
-        xs = [datetime.fromtimestamp(r[0] / 1000, UTC) for r in rows]
+        xs = [datetime.fromtimestamp(r[0] / 1000, tz) for r in rows]
         ax.plot(xs, [r[1] for r in rows], color="tab:blue", linewidth=1.5)  # type: ignore[arg-type]
+        ax.xaxis_date(tz)  # ticks in the person's zone, not matplotlib's UTC default
         fig.autofmt_xdate()
     else:
         ax.text(0.5, 0.5, "no equity in this period", ha="center", va="center")
     cur = f" ({doc['currency']})" if doc["currency"] else ""
-    ax.set_title(f"Equity{cur}, {doc['period']} to {doc['end']} UTC  {_p(doc['change_pct'])}")
+    end = fmt_local(doc["end_ms"], tz)
+    ax.set_title(f"Equity{cur}, {doc['period']} to {end}  {_p(doc['change_pct'])}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(file) as tmp:

@@ -84,23 +84,20 @@ def summary(
     ] = None,
 ) -> None:
     """The day or week for a phone: equity and change, realized P&L, trades, drawdown, open
-    positions, risk state, model, notable events. Pipe it: tradekit summary | tradekit notify -"""
+    positions, risk state, model, notable events, times in [notify] timezone. Pipe it:
+    tradekit summary | tradekit notify -"""
     from tradekit.ask.summary import build_summary, render, write_png
     from tradekit.cli import output as out
-    from tradekit.timeutil import parse_time
+    from tradekit.timeutil import parse_time, zone
 
     cfg = state(ctx).config
     path = state_file or cfg.run.state
     at_ms = parse_time(now, option="--now") if now else None
-    doc = build_summary(
-        path,
-        period=period,
-        at_ms=at_ms,
-        model_dir=cfg.run.model,
-    )
+    tz = zone(cfg.notify.timezone)
+    doc = build_summary(path, period=period, at_ms=at_ms, model_dir=cfg.run.model, tz=tz)
     if png:
-        write_png(path, png, doc)
+        write_png(path, png, doc, tz)
     if as_json:
         out.emit_json(doc)
     else:
-        out.emit_text(render(doc))
+        out.emit_text(render(doc, tz))

@@ -7,16 +7,27 @@ Only allow-listed senders are heard, keyed on the envelope's ``sourceNumber`` (o
 ``syncMessage.sentMessage`` (the owner typed on their own phone while tradekit is linked as a
 second device of that number). A sync message is heard only when it is a note to self:
 otherwise everything the owner texts to friends would be read as a command. Group messages
-are never commands. Every incoming text (heard or ignored) and every answer is logged in the
-ledger's ``messages`` table; ignored senders get no reply.
+are never commands. Every heard text and every answer is logged in the ledger's ``messages``
+table. Ignored senders get no reply; their messages are logged at most ``[notify]
+ignored_per_hour`` per sender and hour (the rest only counted, the count logged hourly),
+deleted after ``ignored_keep_days``, and the owner's own chats with others are logged without
+their text.
+
+``ask`` runs in a worker thread: the LLM call may take minutes, and ``pause``, ``resume`` and
+``kill`` must not wait behind it. The answer is handed back to the listening thread, which
+sends it (one SQLite connection and one Signal client per thread). One ask at a time; another
+meanwhile is told to wait.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from tradekit.errors import ExternalError, TradekitError
@@ -31,6 +42,10 @@ log = logging.getLogger("tradekit.notify")
 
 KILL_TTL_MS = 120_000
 MAX_ANSWER = 1800  # characters: Signal turns longer texts into an attachment
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+OWNERS_CHAT = "the owner's message to someone else"
+BUSY = "ask: still answering the previous question; ask again when its answer has arrived"
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,9 @@ class Commander:
         allow: set[str],
         enabled: bool = True,
         clock: Callable[[], int] = now_ms,
+        tz: tzinfo = UTC,
+        ignored_per_hour: int = 5,
+        ignored_keep_days: float = 7.0,
     ) -> None:
         self.cfg = cfg
         self.ledger = ledger
@@ -102,22 +120,61 @@ class Commander:
         self.allow = allow
         self.enabled = enabled
         self.clock = clock
+        self.tz = tz
+        self.ignored_per_hour = ignored_per_hour
+        self.ignored_keep_ms = int(ignored_keep_days * DAY_MS)
+        self.counted: dict[str, int] = {}  # ignored, over the hourly limit: not kept
+        self._worker: threading.Thread | None = None
+        self._done: queue.Queue[tuple[str, str]] = queue.Queue()
+        self.answered = threading.Event()  # set when a background answer waits to be sent
 
     def handle(self, doc: dict[str, Any]) -> str | None:
-        """Act on one received envelope; returns the answer sent, or None."""
+        """Act on one received envelope; returns the answer sent now, or None (ignored, or an
+        ``ask`` whose answer :meth:`deliver` sends when it is ready)."""
         msg = parse(doc, self.client.sender)
         if msg is None:
             return None
         why = self._refuse(msg)
         base = {"shape": msg.shape, "uuid": msg.uuid}
         if why:
-            self.ledger.message("in", msg.peer or "?", msg.text, "ignored", reason=why, **base)
-            log.warning("ignored a message from %s: %s", msg.peer or "an unknown sender", why)
+            self._ignore(msg, why, base)
             return None
         self.ledger.message("in", msg.peer, msg.text, "accepted", **base)
         answer = self.answer(msg.text, msg.peer)
-        self.reply(msg.peer, answer)
+        if answer is not None:
+            self.reply(msg.peer, answer)
         return answer
+
+    def _ignore(self, msg: Incoming, why: str, base: dict[str, Any]) -> None:
+        """Log an ignored message, at most ``ignored_per_hour`` per sender and hour."""
+        peer = msg.peer or "?"
+        since = now_ms() - HOUR_MS
+        if self.ledger.count_messages(peer=peer, status="ignored", since_ms=since) >= (
+            self.ignored_per_hour
+        ):
+            self.counted[peer] = self.counted.get(peer, 0) + 1
+            if self.counted[peer] == 1:
+                log.warning(
+                    "ignored messages from %s: over %d this hour; the next are counted, not kept",
+                    peer,
+                    self.ignored_per_hour,
+                )
+            return
+        # The owner's chats with friends are none of the ledger's business: no text.
+        text = "" if why == OWNERS_CHAT else msg.text
+        self.ledger.message("in", peer, text, "ignored", reason=why, **base)
+        log.warning("ignored a message from %s: %s", msg.peer or "an unknown sender", why)
+
+    def maintain(self) -> int:
+        """Hourly: delete ignored messages older than ``ignored_keep_days`` and log the counts
+        of those not kept. Returns how many rows were deleted."""
+        gone = self.ledger.prune_ignored(now_ms() - self.ignored_keep_ms)
+        if gone:
+            log.info("deleted %d ignored message(s) older than the keep period", gone)
+        for peer, n in sorted(self.counted.items()):
+            log.warning("ignored %d more message(s) from %s (counted, not kept)", n, peer)
+        self.counted.clear()
+        return gone
 
     def _refuse(self, msg: Incoming) -> str:
         if not ((msg.number and msg.number in self.allow) or (msg.uuid and msg.uuid in self.allow)):
@@ -125,7 +182,7 @@ class Commander:
         if msg.group:
             return "group message"
         if msg.shape == "sync" and not msg.to_self:
-            return "the owner's message to someone else"
+            return OWNERS_CHAT
         if not self.enabled:
             return "[notify] commands = false"
         return ""
@@ -143,7 +200,8 @@ class Commander:
         self.ledger.message("out", peer, text, status, kind="answer")
 
     # -- the commands ------------------------------------------------------------------------
-    def answer(self, text: str, peer: str) -> str:
+    def answer(self, text: str, peer: str) -> str | None:
+        """The reply to a command; None when an ``ask`` went to the background."""
         words = text.strip().removeprefix("/").split(None, 1)
         if not words:
             return tx.HELP
@@ -155,7 +213,7 @@ class Commander:
         if cmd == "kill":
             return self._kill(rest, peer)
         if cmd == "ask":
-            return self._ask(rest)
+            return self._ask(rest, peer)
         if cmd in ("help", "start", "?"):
             return tx.HELP
         return f"unknown command {cmd!r}.\n{tx.HELP}"
@@ -167,7 +225,7 @@ class Commander:
             snap = snapshot(self.state_path)
         except TradekitError as e:
             return f"status unavailable: {e}"
-        return tx.status(snap)
+        return tx.status(snap, self.tz)
 
     def _running(self) -> bool:
         from tradekit.live.status import snapshot
@@ -191,9 +249,10 @@ class Commander:
             self.ledger.set_state(
                 "kill", {"code": new, "expires_ms": now + KILL_TTL_MS, "peer": peer}
             )
+            until = tx.clock(now + KILL_TTL_MS, self.tz)
             return (
                 f"kill closes every position at market and stops the loop. To confirm, send "
-                f"`kill {new}` within {KILL_TTL_MS // 1000} s."
+                f"`kill {new}` within {KILL_TTL_MS // 1000} s (by {until})."
             )
         # One try per code: a wrong guess spends it.
         self.ledger.drop_state("kill")
@@ -213,15 +272,55 @@ class Commander:
             return "kill: requested; the loop cancels orders, closes positions and stops"
         return "kill: requested; no loop is running: the next `tradekit run` applies it first"
 
-    def _ask(self, question: str) -> str:
+    def _ask(self, question: str, peer: str) -> str | None:
         if not question:
             return "ask what? e.g. `ask how did today go`"
+        if self.busy:
+            return BUSY
+        self._worker = threading.Thread(
+            target=self._ask_worker, args=(question, peer), name="tradekit-ask", daemon=True
+        )
+        self._worker.start()
+        return None
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None and self._worker.is_alive()
+
+    def _ask_worker(self, question: str, peer: str) -> None:
+        """The worker thread: the answer (or why there is none) goes to the queue."""
         try:
             from tradekit.ask import answer
-        except ImportError:
-            return "ask is not available in this tradekit"
-        try:
+
             text = answer(self.cfg, question, state=self.state_path).text
+        except ImportError:
+            text = "ask is not available in this tradekit"
         except TradekitError as e:
-            return f"ask failed: {e}"
-        return text if len(text) <= MAX_ANSWER else text[: MAX_ANSWER - 1] + "…"
+            text = f"ask failed: {e}"
+        except Exception:  # a bug in ask must not silence the phone
+            log.exception("ask from the phone failed")
+            text = "ask failed: an internal error (see the listen log)"
+        if len(text) > MAX_ANSWER:
+            text = text[: MAX_ANSWER - 1] + "…"
+        self._done.put((peer, text))
+        self.answered.set()
+
+    def deliver(self) -> int:
+        """Send the answers finished in the background (from the thread that owns the ledger
+        handle and the Signal client). Returns how many."""
+        self.answered.clear()
+        n = 0
+        while True:
+            try:
+                peer, text = self._done.get_nowait()
+            except queue.Empty:
+                return n
+            self.reply(peer, text)
+            n += 1
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Wait for a running ask to finish; False when it still runs after ``timeout_s``."""
+        worker = self._worker
+        if worker is not None:
+            worker.join(timeout_s)
+        return not self.busy

@@ -4,6 +4,10 @@ Each ``poll_s``: deliver pending ledger events, then read incoming messages: a `
 /v1/receive/{sender}`` poll in normal/native mode, or the receive WebSocket in json-rpc mode
 (one JSON object per frame, reconnected when it drops). ``[notify] receive = "auto"`` asks
 ``/v1/about`` which mode the service runs in. SIGTERM and SIGINT stop it between steps.
+
+A phone ``ask`` runs in a worker thread (:mod:`tradekit.notify.commands`): the loop goes on
+reading, so ``pause``, ``resume`` and ``kill`` are answered within a poll while the LLM thinks,
+and the answer is sent as soon as it is ready. Once an hour old ignored messages are pruned.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -25,11 +30,28 @@ from tradekit.live import sdnotify
 from tradekit.notify.commands import Commander, allow_list
 from tradekit.notify.courier import Courier
 from tradekit.notify.signal import SignalClient, SignalError
+from tradekit.timeutil import zone
 
 if TYPE_CHECKING:
     from tradekit.config import Config
 
 log = logging.getLogger("tradekit.notify")
+MAINTAIN_S = 3600.0  # prune ignored messages and log the counted ones this often
+
+
+class _Either:
+    """Set when either event is: a stop, or an answer that waits to be sent."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    def wait(self, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        while not self.is_set() and (left := end - time.monotonic()) > 0:
+            self.events[0].wait(min(left, 0.05))
 
 
 @dataclass
@@ -61,7 +83,7 @@ class PollReceiver:
     def __init__(self, client: SignalClient) -> None:
         self.client = client
 
-    def get(self, wait_s: float, stop: threading.Event) -> list[dict[str, Any]]:
+    def get(self, wait_s: float, stop: _Either) -> list[dict[str, Any]]:
         return self.client.receive(wait_s=1)  # the API's timeout is whole seconds
 
     def close(self) -> None:
@@ -96,7 +118,7 @@ class WsReceiver:
         log.info("listening on %s", self.client.ws_url())
         return self.conn
 
-    def get(self, wait_s: float, stop: threading.Event) -> list[dict[str, Any]]:
+    def get(self, wait_s: float, stop: _Either) -> list[dict[str, Any]]:
         from websockets.exceptions import ConnectionClosed
 
         conn = self.conn or self._connect()
@@ -180,6 +202,9 @@ def listen(
     receiver: PollReceiver | WsReceiver | None = None
     mode = receive or n.receive
     warned: set[str] = set()
+    tz = zone(n.timezone)
+    wake = _Either(stop)
+    maintained = -MAINTAIN_S
 
     def problem(key: str, msg: str) -> None:
         # The first failure of a kind is a warning; repeats stay at debug until it heals.
@@ -225,7 +250,11 @@ def listen(
                             state_path=str(path),
                             allow=allow_list(n.allow, n.recipients),
                             enabled=n.commands,
+                            tz=tz,
+                            ignored_per_hour=n.ignored_per_hour,
+                            ignored_keep_days=n.ignored_keep_days,
                         )
+                        wake = _Either(stop, commander.answered)
                 if ledger is not None:
                     res = courier.step()
                     summary.sent += res.sent
@@ -239,7 +268,7 @@ def listen(
                     if receiver is not None:
                         left = max(n.poll_s - (time.monotonic() - t0), 0.0)
                         try:
-                            docs = receiver.get(min(left, 1.0) if once else left, stop)
+                            docs = receiver.get(min(left, 1.0) if once else left, wake)
                         except ExternalError as e:
                             problem("receive", f"listen: receive failed: {e}")
                             docs = []
@@ -250,12 +279,21 @@ def listen(
                         for doc in docs:
                             commander.handle(doc)
                             summary.commands += 1
+                    if once:
+                        commander.wait()  # a cron round sends its answers before it exits
+                    commander.deliver()
+                    if time.monotonic() - maintained >= MAINTAIN_S:
+                        maintained = time.monotonic()
+                        try:
+                            commander.maintain()
+                        except sqlite3.OperationalError as e:  # the loop held the lock
+                            log.warning("listen: pruning ignored messages failed: %s", e)
                 if once:
                     break
                 if summary.iterations == 1:
                     sdnotify.notify("READY=1\nSTATUS=listening")
                 if not waited:
-                    stop.wait(max(n.poll_s - (time.monotonic() - t0), 0.0))
+                    wake.wait(max(n.poll_s - (time.monotonic() - t0), 0.0))
                 if stop.is_set():
                     summary.exit = "stopped"
                     break
@@ -263,6 +301,8 @@ def listen(
             if receiver is not None:
                 receiver.close()
             if ledger is not None:
+                if not commander.wait(1.0):
+                    log.warning("listen: stopping while an ask still runs; its answer is dropped")
                 courier.close()
                 ledger.close()
             if not once:

@@ -1,13 +1,16 @@
 """Short phone lines: what a trade, an event or the status looks like on a small screen.
 
 Pure functions over ledger rows (mappings with the ledger's column names), so the courier and
-the tests render the same text.
+the tests render the same text. Times are the person's (``[notify] timezone``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+
+from tradekit.timeutil import fmt_local
 
 LEVELS = {"info": 0, "warning": 1, "error": 2}
 OFF = 99  # [notify] events = "off": no level reaches it
@@ -85,9 +88,17 @@ def repeated(kind: str, count: int, last: str) -> str:
     return f"{ICON['error']} {count} {kind} errors, last: {_clip(last, 200)}"
 
 
-def status(snap: Mapping[str, Any]) -> str:
-    """``tradekit status`` cut to a phone screen."""
+def clock(ms: int, tz: tzinfo) -> str:
+    """A time of day for the phone: ``21:02:30 CET``."""
+    dt = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
+    return f"{dt:%H:%M:%S} {dt.tzname()}"
+
+
+def status(snap: Mapping[str, Any], tz: tzinfo = UTC) -> str:
+    """``tradekit status`` cut to a phone screen, times in ``tz``."""
     lines = [f"📊 {snap['mode']}: {snap['state']}"]
+    if snap.get("last_candle_ms") is not None:
+        lines.append(f"last candle {fmt_local(snap['last_candle_ms'], tz)}")
     eq, dd = snap.get("equity"), snap.get("drawdown")
     if isinstance(eq, int | float):
         dd_txt = f", drawdown {dd:.1%}" if isinstance(dd, int | float) else ""
