@@ -21,8 +21,9 @@
 #   2. /opt/tradekit/venv with tradekit WITHOUT torch (LightGBM only; torch is the `deep`
 #      extra, which the Pi neither needs nor can use), from this checkout or a wheel file;
 #   3. the data directory on the SSD (default /srv/tradekit): state/ and data/, service-only;
-#   4. /etc/tradekit/tradekit.toml (from tradekit.toml.example if missing) and
-#      /etc/tradekit/env (secrets, root 0600, if missing);
+#   4. /etc/tradekit/tradekit.toml (from tradekit.toml.example if missing),
+#      /etc/tradekit/env (the loop's secrets: exchange keys) and /etc/tradekit/listen.env (the
+#      phone courier's: LLM keys, webhook token; never the exchange keys), root 0600, if missing;
 #   5. the units from systemd/ into /etc/systemd/system (data dir substituted);
 #   6. /usr/local/libexec/tradekit-loop-status and /etc/sudoers.d/tradekit: the deploy user's
 #      two commands, nothing else (checked with visudo -c);
@@ -256,17 +257,34 @@ elif ((!ONLY_ACCOUNTS)); then
     run chown "root:$USER_NAME" "$ETC/tradekit.toml"
     run chmod 0640 "$ETC/tradekit.toml"
 fi
+# Two secrets files: each unit gets only what it needs. The loop (and the timers' notify)
+# reads env; `listen` (the phone: courier and ask) reads listen.env, never the exchange keys.
 if [[ -f $ETC/env ]]; then
     say "kept: $ETC/env"
+    if grep -Eq '^[[:space:]]*(export[[:space:]]+)?(ANTHROPIC|OPENAI)_API_KEY=.' "$ETC/env" 2>/dev/null; then
+        say "note: $ETC/env holds an LLM key: the phone's ask reads $ETC/listen.env now; move it there"
+    fi
 else
     cat >"$TMP/env" <<'EOF'
-# tradekit secrets: KEY=VALUE lines, read by systemd (EnvironmentFile=) as root.
+# tradekit-run's secrets (and the timers' notify): KEY=VALUE lines, read by systemd
+# (EnvironmentFile=) as root. The LLM keys go in listen.env: the loop never asks an LLM.
 # TRADEKIT_EXCHANGE_API_KEY=
 # TRADEKIT_EXCHANGE_SECRET=
-# ANTHROPIC_API_KEY=
 # TRADEKIT_WEBHOOK_TOKEN=
 EOF
     put "$TMP/env" "$ETC/env" 0600 root:root
+fi
+if [[ -f $ETC/listen.env ]]; then
+    say "kept: $ETC/listen.env"
+else
+    cat >"$TMP/listen.env" <<'EOF'
+# tradekit-listen's secrets (the phone's courier and ask): KEY=VALUE lines, read by systemd
+# (EnvironmentFile=) as root. Never the exchange keys here: listen does not trade.
+# ANTHROPIC_API_KEY=
+# OPENAI_API_KEY=
+# TRADEKIT_WEBHOOK_TOKEN=
+EOF
+    put "$TMP/listen.env" "$ETC/listen.env" 0600 root:root
 fi
 
 # 5. units ----------------------------------------------------------------------------------
@@ -334,7 +352,8 @@ cat >&2 <<EOF
 
 next steps:
   sudoedit $ETC/tradekit.toml   # exchange, symbols, [notify] Signal numbers
-  sudoedit $ETC/env             # API keys (paper trading needs none)
+  sudoedit $ETC/env             # exchange keys (paper trading needs none)
+  sudoedit $ETC/listen.env      # LLM key for the phone's ask (provider none needs none)
   the deploy key: $0 --deploy-key KEY.pub; on the laptop, [deploy] user = "$DEPLOY_USER"
   deploy a model from the training box: tradekit deploy MODEL_DIR --host $(hostname 2>/dev/null || echo PI)
   sudo systemctl start tradekit-run tradekit-listen && journalctl -u 'tradekit-*' -f

@@ -232,7 +232,9 @@ def test_every_service_is_sandboxed_alike(unit: Path) -> None:
     svc = parse(unit)["Service"]
     for key, want in HARDENING.items():
         assert want in svc.get(key, []), f"{unit.name}: {key}={want} missing"
-    assert any(v.endswith("/etc/tradekit/env") for v in svc["EnvironmentFile"])
+    # listen gets the phone's secrets only (tests/test_listen.py checks the split).
+    env = "listen.env" if unit.name == "tradekit-listen.service" else "env"
+    assert any(v.endswith(f"/etc/tradekit/{env}") for v in svc["EnvironmentFile"])
 
 
 def test_doctor_finds_the_units_it_expects() -> None:
