@@ -123,7 +123,6 @@ class Guard:
 
 
 API_READS = (
-    "ping",
     "status",
     "balance",
     "profit",
@@ -173,9 +172,6 @@ class Reads:
         from tradekit.live.status import snapshot
 
         return snapshot(self.site.ledger)
-
-    def ping(self, v: LedgerView, r: Request) -> Any:
-        return {"status": "pong"}
 
     def status(self, v: LedgerView, r: Request) -> Any:
         return self.snap()
@@ -356,6 +352,7 @@ def build_app(site: Site) -> Starlette:
         for command in CONTROLS
     ]
     routes += [
+        Route("/api/v1/ping", lambda request: json_response({"status": "pong"})),
         Route("/metrics", scrape),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
