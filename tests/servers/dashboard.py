@@ -115,6 +115,7 @@ class Dashboard:
     url: str
     lines: list[str] = field(default_factory=list)  # its stderr
     reader: threading.Thread | None = None
+    config: Path | None = None
 
     @classmethod
     def start(cls, config: Path, *args: str, token: str | None = None) -> Dashboard:
@@ -152,7 +153,7 @@ class Dashboard:
             reader.join(30)
             proc.stderr.close()
             raise AssertionError(f"serve did not start: {''.join(lines)}")
-        dash = cls(proc, box["url"], lines, reader)
+        dash = cls(proc, box["url"], lines, reader, config)
         try:
             dash.wait_ready()
         except AssertionError:

@@ -129,7 +129,7 @@ def document(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)} · tradekit</title>"
-        '<link rel="stylesheet" href="/static/style.css"></head>'
+        '<link rel="icon" href="data:,"><link rel="stylesheet" href="/static/style.css"></head>'
         f'<body data-refresh-ms="{int(refresh_s * 1000)}">'
         f'<header><a class="brand" href="/">tradekit</a><nav>{nav}</nav></header>'
         f"<main><h1>{esc(title)}</h1>{shell}"

@@ -100,13 +100,15 @@ def overview(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
             ],
             [
                 "daily loss halt",
-                pct(-snap["realized_pnl_today"] / equity if equity else 0.0, signed=False),
-                pct(risk.daily_loss_halt_frac, signed=False),
+                pct(
+                    max(0.0, -snap["realized_pnl_today"] / equity) if equity else 0.0, signed=False
+                ),
+                cap(risk.daily_loss_halt_frac),
             ],
             [
                 "drawdown halt",
                 pct(snap["drawdown"], signed=False),
-                pct(risk.max_drawdown_halt_frac, signed=False),
+                cap(risk.max_drawdown_halt_frac),
             ],
         ],
         cls="caps",
@@ -125,6 +127,11 @@ def overview(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
         + control_panel(site)
     )
     return Page("Overview", live, shell, charts=True)
+
+
+def cap(frac: float) -> str:
+    """A halt's threshold; 0 turns that halt off."""
+    return pct(frac, signed=False) if frac > 0 else "off"
 
 
 def model_block(site: Site, snap: dict[str, Any]) -> Markup:

@@ -95,7 +95,6 @@ function assetChart(el) {
         position: f.side === "buy" ? "belowBar" : "aboveBar",
         shape: f.side === "buy" ? "arrowUp" : "arrowDown",
         color: f.side === "buy" ? "#2e5aac" : "#e04f16",
-        text: f.side === "buy" ? "buy" : f.reason,
       })));
       lines.forEach((l) => candles.removePriceLine(l));
       lines = [];
