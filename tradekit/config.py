@@ -808,7 +808,8 @@ def load_config(
             merged[key] = text
             origins[key] = f"environment {var} ([{name}] {key})"
         sections[name] = _build_section(name, merged, where, origins)
-    implicit = file is not None and not path and not env.get(CONFIG_ENV)
+    # As find_config decides: no --config and no $TRADEKIT_CONFIG, so ./tradekit.toml.
+    implicit = file is not None and not path and not os.environ.get(CONFIG_ENV)
     from_cwd = frozenset(
         f"{name}.{key}"
         for name in SECTIONS
