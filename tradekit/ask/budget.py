@@ -108,6 +108,11 @@ def fit(sections: list[Section], *, max_tokens: int, max_chars: int) -> Fitted:
         limits.append(f"{max_tokens} tokens (the model's window less prompt and answer)")
     if len(text) > max_chars:
         limits.append(f"{max_chars} chars ([ask] max_context_chars)")
-    marker = f"[context cut to fit {' and '.join(limits)}; dropped: {', '.join(gone)}]\n"
+    said = ", ".join(gone)
+    said = said if len(said) <= 150 else said[:149] + "…"
+    marker = f"[context cut to fit {' and '.join(limits)}; dropped: {said}]\n"
     text = marker + "\n".join(lines)
+    while lines and (estimate_tokens(text) > max_tokens or len(text) > max_chars):
+        lines.pop()  # the marker took more room than kept for it
+        text = marker + "\n".join(lines)
     return Fitted(text, gone, estimate_tokens(text))

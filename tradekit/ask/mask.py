@@ -251,7 +251,7 @@ _FORMATS = [
     re.compile(r"(?<![\w-])AIza[\w-]{30,}"),
     re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]*"),  # JWT
 ]
-_AUTH = re.compile(r"(?i)\b(bearer|basic)([ \t]+)([A-Za-z0-9._~+/=\-]{8,})")
+_AUTH = re.compile(r"(?i)\b(bearer|basic)([ \t]+)([^\s'\"`]{6,})")
 _URL_USER = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^\s/@:]+(?::[^\s/@]*)?)@")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/_\-]{32,}={0,2}(?![A-Za-z0-9+/=_\-])")
 _DATE = re.compile(r"\d{4}-\d\d-\d\d")
