@@ -1,14 +1,15 @@
 """The dashboard's sources beside the ledger: the deployed model with its gate receipt, the
 deploy log, the candle store and (later) the candidates.
 
-Nothing here imports pandas: the candle store is read with pyarrow alone, and only when a chart
-asks for candles (pyarrow costs about 40 MB of the server's memory, which a dashboard that is
-never asked for a chart does not pay).
+Nothing here imports pandas or pyarrow: the candle store is read by a short child process
+(:mod:`tradekit.serve.candles`) when a chart asks for candles.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -115,35 +116,47 @@ def deploys(path: Path, *, limit: int = 200) -> dict[str, Any]:
     return {"path": str(path), "available": True, "deploys": rows}
 
 
+_candle_cache: dict[tuple[str, int, int, int], dict[str, Any]] = {}
+_candle_lock = threading.Lock()
+CANDLE_CACHE = 32  # entries: a few symbols at a few chart lengths
+
+
 def candles(store: Path, exchange: str, timeframe: str, symbol: str, limit: int) -> dict[str, Any]:
     """The newest ``limit`` candles of ``symbol`` in the store as [ms, open, high, low, close]
-    rows; ``available`` False (with the path looked at) when the store has none."""
+    rows; ``available`` False (with the path looked at) when the store has none.
+
+    pyarrow would double the server's memory for good (about 60 MB measured here), so a short
+    child process reads the file, and its answer is kept until the file changes (the loop
+    appends once a candle)."""
     from tradekit.data.store import symbol_file
 
     path = store / exchange / timeframe / symbol_file(symbol)
-    out: dict[str, Any] = {"path": str(path), "available": False, "rows": []}
-    if not path.is_file():
-        return out
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
-        pf = pq.ParquetFile(path)
-        meta = json.loads((pf.schema_arrow.metadata or {}).get(b"tradekit.meta", b"{}"))
-        if meta.get("exchange") != exchange or meta.get("timeframe") != timeframe:
-            raise InputError(
-                f"{path}: holds {meta.get('exchange')}/{meta.get('timeframe')} candles, "
-                f"expected {exchange}/{timeframe}"
-            )
-        table = pf.read(columns=["timestamp", "open", "high", "low", "close"])
-    except (OSError, pa.ArrowException, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a readable candle file ({e})") from None
-    table = table.slice(max(0, table.num_rows - limit))
-    ts = table.column("timestamp").cast(pa.int64()).to_pylist()
-    cols = [table.column(c).to_pylist() for c in ("open", "high", "low", "close")]
-    out["rows"] = [[t, *v] for t, *v in zip(ts, *cols, strict=True)]
-    out["available"] = True
-    return out
+        st = path.stat()
+    except OSError:
+        return {"path": str(path), "available": False, "rows": []}
+    key = (str(path), st.st_mtime_ns, st.st_size, limit)
+    with _candle_lock:
+        hit = _candle_cache.get(key)
+    if hit is not None:
+        return hit
+    r = subprocess.run(
+        [sys.executable, "-m", "tradekit.serve.candles", str(path), exchange, timeframe,
+         str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    if r.returncode != 0:
+        lines = r.stderr.strip().splitlines() or [f"exit {r.returncode}"]
+        raise InputError(lines[-1].removeprefix("tradekit: error: "))
+    doc: dict[str, Any] = {"path": str(path), "available": True, "rows": json.loads(r.stdout)}
+    with _candle_lock:
+        if len(_candle_cache) >= CANDLE_CACHE:
+            _candle_cache.pop(next(iter(_candle_cache)))
+        _candle_cache[key] = doc
+    return doc
 
 
 def candidates(model_dir: Path) -> list[dict[str, Any]]:
