@@ -193,3 +193,23 @@ def test_summary_stays_light(ledger):
         [sys.executable, "-c", code], capture_output=True, text=True, env=cli_env(), check=True
     ).stdout
     assert out.strip().endswith("0 []"), out
+
+
+def test_times_are_the_persons_across_a_dst_change(run_cli, ledger):
+    """New York springs forward on 2024-03-10: the day's window starts in EST, ends in EDT.
+    The JSON keeps UTC and milliseconds and names the zone."""
+    env = {"TRADEKIT_NOTIFY__TIMEZONE": "America/New_York"}
+    r = run_cli("summary", "--state", str(ledger), "--now", NOW, env=env)
+    assert r.code == 0, r.err
+    assert "from 2024-03-09 15:30 EST\nto   2024-03-10 16:30 EDT\n" in r.out
+    js = run_cli("summary", "--state", str(ledger), "--now", NOW, "--json", env=env)
+    doc = json.loads(js.out)
+    assert doc["timezone"] == "America/New_York"
+    assert (doc["start"], doc["end"]) == ("2024-03-09 20:30", "2024-03-10 20:30")  # UTC
+    assert doc["end_ms"] - doc["start_ms"] == DAY_MS
+
+
+def test_default_timezone_is_the_systems(run_cli, ledger, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    r = run_cli("summary", "--state", str(ledger), "--now", NOW)
+    assert "to   2024-03-11 05:30 JST" in r.out
