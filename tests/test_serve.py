@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -237,6 +238,18 @@ def test_metrics_parse_and_agree_with_the_api(dash, bot):
         "tradekit_halt_events_total",
     ):
         assert name in value
+
+
+def test_the_grafana_dashboard_reads_only_metrics_that_exist(dash):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    fams = text_string_to_metric_families(dash.get("metrics").text)
+    exposed = {s.name for f in fams for s in f.samples}
+    doc = json.loads((ROOT / "recipes" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in doc["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"tradekit_\w+", e)}
+    assert len(used) >= 15
+    assert used <= exposed, used - exposed
 
 
 # -- controls --------------------------------------------------------------------------------
