@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal as sig
 import sqlite3
 import subprocess
@@ -530,3 +531,157 @@ def test_events_survive_a_signal_outage_while_trading_goes_on(
     out = rows(beside, "SELECT status FROM messages WHERE direction = 'out'")
     assert len(out) == len(signal.state.sent) and {s for (s,) in out} == {"sent"}
     assert os.path.getsize(log) > 0
+
+
+# -- listen never blocks controls; strangers are limited; listen's secrets ----------------------
+
+
+def _listen_cfg(signal: SignalServer, **ask: Any) -> Any:
+    from dataclasses import replace
+
+    cfg = load_config(None)
+    return replace(
+        cfg,
+        notify=replace(
+            cfg.notify, url=signal.url, sender=OWNER, recipients=[OWNER], poll_s=0.1,
+            batch_s=0.0, receive="poll",
+        ),
+        ask=replace(cfg.ask, **ask),
+    )  # fmt: skip
+
+
+def test_pause_and_kill_answer_while_an_ask_thinks(signal: SignalServer, ledger_path: Path) -> None:
+    """The LLM holds the phone's question until the test lets go: meanwhile pause and kill are
+    answered (and a second ask is told to wait), then the answer arrives."""
+    from tests.servers.llm import ANSWER, OpenAIServer
+    from tradekit.notify.commands import BUSY
+
+    with OpenAIServer() as llm:
+        llm.hold()
+        cfg = _listen_cfg(signal, provider="openai", base_url=f"{llm.url}/v1", timeout_s=120.0)
+        stop = threading.Event()
+        th = threading.Thread(target=listen, args=(cfg, ledger_path), kwargs={"stop": stop})
+        th.start()
+
+        def said(pred: Callable[[str], bool]) -> Callable[[], bool]:
+            return lambda: any(pred(m) for m in signal.state.messages())
+
+        try:
+            signal.queue(envelope(OWNER, "ask how did the week go?"))
+            assert llm.arrived.wait(30), "the ask never reached the LLM"
+            signal.queue(envelope(OWNER, "pause"))
+            wait_for(said(lambda m: m.startswith("pause: requested")))
+            signal.queue(envelope(OWNER, "ask and now?"))
+            wait_for(said(lambda m: m == BUSY))
+            signal.queue(envelope(OWNER, "kill"))
+            wait_for(said(lambda m: "To confirm, send `kill" in m))
+            assert ANSWER not in signal.state.messages()  # the LLM is still thinking
+            assert controls(ledger_path) == ["pause"]
+            llm.release()
+            wait_for(said(lambda m: m == ANSWER))
+        finally:
+            llm.release()
+            stop.set()
+            th.join(30)
+    assert not th.is_alive()
+    msgs = signal.state.messages()
+    pause = next(i for i, m in enumerate(msgs) if m.startswith("pause: requested"))
+    kill = next(i for i, m in enumerate(msgs) if "To confirm" in m)
+    assert pause < kill < msgs.index(ANSWER)
+    assert len(llm.requests) == 1  # the busy ask was not sent
+    out = rows(ledger_path, "SELECT text, status FROM messages WHERE direction = 'out'")
+    assert (ANSWER, "sent") in out
+
+
+def test_strangers_are_kept_n_per_hour_then_counted_and_pruned(
+    signal: SignalServer, run_cli: RunCli, tmp_path: Path, ledger_path: Path
+) -> None:
+    cfg = write_config(tmp_path / "t.toml", signal.url, ledger_path, ignored_per_hour=3)
+    old = now_ms() - 8 * 86_400_000  # past [notify] ignored_keep_days (7)
+    con = sqlite3.connect(ledger_path)
+    with con:
+        con.executemany(
+            "INSERT INTO messages (ts_ms, direction, peer, text, status, data) "
+            "VALUES (?, 'in', ?, ?, ?, '{}')",
+            [(old, STRANGER, "old spam", "ignored"), (old, OWNER, "status", "accepted"),
+             (now_ms() - 3600_000 * 2, STRANGER, "spam 2 h ago", "ignored")],
+        )  # fmt: skip
+    con.close()
+    other = "+15550002222"
+    signal.queue(*(envelope(STRANGER, f"spam {i}") for i in range(10)), envelope(other, "hi"))
+    r = once(run_cli, cfg)
+    assert signal.state.count("POST", "/v2/send") == 0  # strangers are never answered
+    kept = rows(ledger_path, "SELECT peer, text FROM messages WHERE status = 'ignored' ORDER BY id")
+    assert kept == [
+        (STRANGER, "spam 2 h ago"),  # younger than the keep period
+        (STRANGER, "spam 0"), (STRANGER, "spam 1"), (STRANGER, "spam 2"),
+        (other, "hi"),
+    ]  # fmt: skip
+    assert rows(ledger_path, "SELECT text FROM messages WHERE status = 'accepted'") == [
+        ("status",)
+    ]  # only ignored rows are ever deleted
+    assert "over 3 this hour; the next are counted, not kept" in r.err
+    assert "ignored 7 more message(s) from +15550001111 (counted, not kept)" in r.err
+    assert r.err.count("warning: ignored a message from +15550001111") == 3
+
+
+def test_phone_times_are_the_persons(signal: SignalServer, ledger_path: Path) -> None:
+    from tradekit.timeutil import zone
+
+    cfg = load_config(None)
+    with Ledger(ledger_path) as led:
+        led.save_engine({"equity": 1000.0, "last_candle_ms": T}, T)  # 2024-01-01 00:00 UTC
+    with SideLedger(ledger_path) as ledger, SignalClient(signal.url, OWNER) as client:
+        cmd = Commander(
+            cfg, ledger, client, state_path=str(ledger_path), allow={OWNER},
+            clock=lambda: T, tz=zone("Europe/Vienna"),
+        )  # fmt: skip
+        status = cmd.handle({"envelope": envelope(OWNER, "status")})
+        kill = cmd.handle({"envelope": envelope(OWNER, "kill")})
+    assert status is not None and "last candle 2024-01-01 01:00 CET" in status
+    assert kill is not None and "within 120 s (by 01:02:00 CET)" in kill
+
+
+def test_the_listen_unit_gets_only_the_phones_secrets(tmp_path: Path) -> None:
+    """listen talks to Signal and an LLM: its unit reads listen.env (LLM keys, webhook token)
+    and never /etc/tradekit/env, where the exchange keys are; pi-setup writes both files."""
+    from tests.test_systemd import RECIPES, UNITS, parse, systemd_analyze
+
+    listen_unit = parse(UNITS / "tradekit-listen.service")["Service"]
+    run_unit = parse(UNITS / "tradekit-run.service")["Service"]
+    assert listen_unit["EnvironmentFile"] == ["/etc/tradekit/listen.env"]
+    assert run_unit["EnvironmentFile"] == ["/etc/tradekit/env"]
+    # The files' templates in pi-setup.sh: which variables each one is meant to hold.
+    script = (RECIPES / "pi-setup.sh").read_text()
+
+    def template(name: str) -> str:
+        start = script.index(f"cat >\"$TMP/{name}\" <<'EOF'")
+        return script[start : script.index("\nEOF\n", start)]
+
+    assert "ANTHROPIC_API_KEY" in template("listen.env")
+    assert "TRADEKIT_EXCHANGE" not in template("listen.env")
+    assert "TRADEKIT_EXCHANGE_SECRET" in template("env") and "ANTHROPIC" not in template("env")
+    dry = subprocess.run(
+        ["bash", str(RECIPES / "pi-setup.sh"), "--dry-run", "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert re.search(r"install -m 0600 -o root -g root /etc/tradekit/listen\.env", dry.stdout)
+    # The unit as installed verifies (systemd-analyze, in a fake root as test_systemd does).
+    exe = systemd_analyze()
+    root = tmp_path / "root"
+    (root / "etc/systemd/system").mkdir(parents=True)
+    shutil.copy(UNITS / "tradekit-listen.service", root / "etc/systemd/system")
+    shutil.copy(UNITS / "tradekit-notify-failure@.service", root / "etc/systemd/system")
+    stub = root / "opt/tradekit/venv/bin/tradekit"
+    stub.parent.mkdir(parents=True)
+    stub.write_text("#!/bin/sh\n")
+    stub.chmod(0o755)
+    if Path("/usr/lib/systemd/system").is_dir():
+        shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    r = subprocess.run(
+        [exe, "verify", f"--root={root}", "--man=no",
+         str(root / "etc/systemd/system/tradekit-listen.service")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (r.returncode, r.stderr) == (0, "")
