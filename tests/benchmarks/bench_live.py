@@ -84,7 +84,8 @@ def bench_decision(rounds: int = 30) -> None:
     from tradekit.ledger import Ledger
     from tradekit.live.brokers import PaperBroker
     from tradekit.live.engine import Engine
-    from tradekit.live.loop import History, ModelSignals
+    from tradekit.live.history import History
+    from tradekit.live.signals import ModelSignals
     from tradekit.models.predict import load_model
 
     symbols = ["BTC/USD", *[f"C{i}/USD" for i in range(8)]]
@@ -132,6 +133,7 @@ def bench_decision(rounds: int = 30) -> None:
             cash=10_000.0,
             broker=PaperBroker(cfg.backtest.fee, cfg.backtest.slippage),
             ledger=ledger,
+            tf_ms=HOUR,
             model_version=model.version,
         )
         feat, pred_t, eng_t, total = [], [], [], []
