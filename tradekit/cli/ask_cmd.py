@@ -36,7 +36,9 @@ def ask(
     provider: Annotated[
         str | None,
         typer.Option(
-            "--provider", metavar="P", help="none, anthropic or openai [default: [ask] provider]."
+            "--provider",
+            metavar="P",
+            help="none, anthropic, openai or ollama [default: [ask] provider].",
         ),
     ] = None,
     as_json: Annotated[
@@ -44,7 +46,8 @@ def ask(
     ] = False,
 ) -> None:
     """Answer a question about the bot from its ledger, model and reports (reads only; it
-    cannot place, change or cancel orders). Provider none answers offline."""
+    cannot place, change or cancel orders). Provider none answers offline. Secrets and phone
+    numbers are masked; the context is fitted to the model's window ([ask] context_tokens)."""
     from tradekit.ask import answer
     from tradekit.cli import output as out
 
