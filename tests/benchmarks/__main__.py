@@ -205,6 +205,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "recovery": _stage("bench_recovery", "bench_recovery"),
     "deploy": _stage("bench_deploy", "bench_deploy"),
     "notify": _stage("bench_notify", "bench_notify"),
+    "serve": _stage("bench_serve", "bench_serve"),
 }
 
 

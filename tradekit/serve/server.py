@@ -40,6 +40,9 @@ def bind(host: str, port: int) -> socket.socket:
             raise UsageError(f"--host {host}: cannot resolve it ({e.strerror})") from None
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit it: uvicorn writes the head and the body of a response
+    # apart, and Nagle would hold the body until the client's delayed ACK (40 ms).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((name, port))
         sock.listen(128)
