@@ -313,6 +313,7 @@ def test_pages_and_their_live_fragments(dash):
         ("/", ["Equity and drawdown", "Exposure against the caps", "gate receipt", "passed"]),
         ("/positions", ["S0/USD", "stop on the exchange", "no open orders"]),
         ("/trades?symbol=S1/USD", ["trades match", "MAE", "MFE"]),
+        ("/trades?offset=x&from=nonsense", ["trades match"]),
         ("/chart?symbol=S2/USD", ['data-symbol="S2/USD"', "last decision"]),
         ("/decisions", ["reason code", "entry_signal"]),
         ("/events", ["Events"]),

@@ -32,7 +32,8 @@ TRADES_PAGE = 100
 
 def trades(site: Site, view: LedgerView, q: Mapping[str, str]) -> Page:
     start, end = day_ms(q.get("from")), day_ms(q.get("to"), end=True)
-    offset = max(0, int(q.get("offset") or 0))
+    text = q.get("offset") or "0"
+    offset = max(0, int(text)) if text.isdigit() else 0  # a hand-edited URL shows page one
     doc = api.trades(
         view,
         limit=TRADES_PAGE,
