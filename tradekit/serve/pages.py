@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from tradekit.ledger import LedgerView
 from tradekit.serve import api, files
 from tradekit.serve.html import (
+    Cell,
     Markup,
     Page,
     cell_money,
@@ -194,7 +195,7 @@ def positions(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
                 cell_num(p["open_rate"]),
                 when(p["open_timestamp"]),
                 cell_num(p["current_rate"]),
-                cell_money(p["value"]),
+                Cell(money(p["value"]), "num"),
                 cell_money(p["profit_abs"]),
                 cell_pct(p["profit_ratio"]),
                 cell_num(p["stop_loss_abs"]),
