@@ -208,21 +208,30 @@ def to_table(df: pd.DataFrame, schema: Schema, meta: Mapping[str, Any]) -> pa.Ta
             col = col.dt.tz_convert("UTC").dt.as_unit("ms")
         arrays.append(pa.Array.from_pandas(col, type=_arrow_type(kind)))
     table = pa.Table.from_arrays(arrays, names=names)
-    md = {
+    return table.replace_schema_metadata(table_metadata(schema, meta))
+
+
+def table_metadata(schema: Schema, meta: Mapping[str, Any]) -> dict[bytes, bytes]:
+    """The Parquet key-value metadata of a file under ``schema``."""
+    return {
         SCHEMA_KEY: schema.name.encode(),
         META_KEY: json.dumps(dict(meta), sort_keys=True).encode(),
     }
-    return table.replace_schema_metadata(md)
 
 
 def write_table(
     df: pd.DataFrame, path: str | Path, schema: Schema, meta: Mapping[str, Any]
 ) -> None:
     """Write ``df`` under ``schema``, atomically; ``-`` writes the Parquet bytes to stdout."""
+    validate_frame(df, schema, str(path))
+    write_arrow(to_table(df, schema, meta), path)
+
+
+def write_arrow(table: pa.Table, path: str | Path) -> None:
+    """Write an Arrow table that already carries its contract's types and metadata
+    (:func:`table_metadata`) and sorted, unique keys, without pandas: as ``write_table``."""
     import pyarrow.parquet as pq
 
-    validate_frame(df, schema, str(path))
-    table = to_table(df, schema, meta)
     if str(path) == "-":
         buf = io.BytesIO()
         pq.write_table(table, buf, compression="zstd")

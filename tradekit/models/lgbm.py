@@ -9,8 +9,10 @@ predicts exactly what the trained one did.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from tradekit.errors import InputError
@@ -28,6 +30,22 @@ def booster_feature_names(features: Sequence[str]) -> list[str]:
     if len(set(names)) < len(names):
         names = [f"f{i}" for i in range(len(features))]
     return names
+
+
+def import_lightgbm() -> ModuleType:
+    """``lightgbm``, loaded without pandas unless pandas is loaded already: LightGBM's compat
+    layer imports pandas (about 45 MB of a ~240 MB training process, and of the live loop)
+    only to accept DataFrames, and tradekit hands it numpy arrays. The first call should come
+    from one thread (``train`` makes it before it starts its pool)."""
+    if "lightgbm" not in sys.modules and "pandas" not in sys.modules:
+        sys.modules["pandas"] = None  # type: ignore[assignment]  # ImportError in lightgbm.compat
+        try:
+            import lightgbm
+        finally:
+            del sys.modules["pandas"]
+    import lightgbm
+
+    return lightgbm
 
 
 def _without_threads(text: str) -> str:
@@ -70,9 +88,9 @@ class LightGBMModel(Model):
         epoch_done: EpochDone | None = None,
         checkpoint: Path | None = None,
     ) -> None:
-        import lightgbm as lgb
         import numpy as np
 
+        lgb = import_lightgbm()
         if not len(rows):
             raise InputError("no labelled rows to train on")
         X = np.ascontiguousarray(panel.X[rows])
@@ -124,8 +142,7 @@ class LightGBMModel(Model):
     def load(
         cls, directory: Path, stem: str, spec: ModelSpec, features: Sequence[str]
     ) -> LightGBMModel:
-        import lightgbm as lgb
-
+        lgb = import_lightgbm()
         path = directory / f"{stem}.txt"
         model = cls(spec, features)
         try:
