@@ -151,3 +151,79 @@ def resample(k: Candles, tf_ms: int, ratio: int) -> tuple[Candles, Ints]:
     ts = bucket[s]
     out = Candles(ts, k.open[s], high, low, k.close[e - 1], vol)
     return out, ts + tf_ms
+
+
+# -- one symbol's rows: its own families, its higher timeframes, its reference pairs ---------
+
+
+def padded(columns: list[Array]) -> Array:
+    """The columns as the rows of a matrix with a trailing NaN column, for :func:`take_into`."""
+    mat = np.empty((len(columns), (len(columns[0]) if columns else 0) + 1))
+    if columns:
+        mat[:, :-1] = columns
+    mat[:, -1] = np.nan
+    return mat
+
+
+def take_into(padded_cols: Array, idx: npt.NDArray[np.intp], out: Array) -> None:
+    """``out[:, j] = columns[j][idx]``, NaN where ``idx`` is -1 (nothing visible yet; it wraps
+    to the NaN column), gathered straight into each output column."""
+    for j in range(len(padded_cols)):
+        np.take(padded_cols[j], idx, out=out[:, j], mode="wrap")
+
+
+def reference(k: Candles, spec: FeatureSpec) -> tuple[Ints, Array]:
+    """A reference pair's timestamps and its ``corr_indicators`` columns, padded."""
+    return k.ts, padded(compute_block(k, spec.corr_indicators, spec))
+
+
+def symbol_features(
+    k: Candles,
+    spec: FeatureSpec,
+    base_ms: int,
+    htfs: list[tuple[int, int]],
+    refs: dict[str, tuple[Ints, Array]],
+    rows: Array,
+) -> None:
+    """Every feature column of one symbol into ``rows`` (its last ``len(rows)`` candles,
+    computed over all of ``k``): its families, then each higher timeframe ``(ms, ratio)``
+    seen without look-ahead, then each reference pair of ``refs`` at its latest candle."""
+    j = len(compute_block(k, spec.indicators, spec, out=rows))
+    ts_out = k.ts[len(k) - len(rows) :]  # the timestamps of the rows written
+    close_ms = ts_out + base_ms
+    for tf_ms, ratio in htfs:
+        hk, h_close = resample(k, tf_ms, ratio)
+        idx = np.searchsorted(h_close, close_ms, side="right") - 1
+        cols = padded(compute_block(hk, spec.htf_indicators, spec))
+        take_into(cols, idx, rows[:, j : j + len(cols)])
+        j += len(cols)
+    for ref in spec.corr_symbols:
+        r_ts, cols = refs[ref]
+        idx = np.searchsorted(r_ts, ts_out, side="right") - 1
+        take_into(cols, idx, rows[:, j : j + len(cols)])
+        j += len(cols)
+    if j != rows.shape[1]:  # names and values must stay in step
+        raise AssertionError(f"{j} feature columns for {rows.shape[1]} names")
+
+
+def first_complete_row(rows: Array) -> int:
+    """Index of the first row with every column defined (``len(rows)`` if none): the rows
+    before it are the warm-up."""
+    valid = np.ones(len(rows), dtype=bool)
+    for c in range(rows.shape[1]):
+        valid &= ~np.isnan(rows[:, c])
+    return int(valid.argmax()) if valid.any() else len(rows)
+
+
+def labels_into(k: Candles, spec: FeatureSpec, base_ms: int, cost: float, out: Array) -> None:
+    """label_return, label_class, label_barrier of every candle into ``out``'s columns."""
+    from tradekit.features import labels as lab
+
+    h = spec.label_horizon
+    ok = lab.known_future(k.ts, h, base_ms)
+    ret = lab.forward_return(k.close, h, ok)
+    out[:, 0] = ret
+    out[:, 1] = lab.cost_class(ret, cost)
+    out[:, 2] = lab.triple_barrier(
+        k.high, k.low, k.close, h, spec.barrier_width, spec.barrier_vol_window, ok
+    )

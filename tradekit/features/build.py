@@ -23,8 +23,13 @@ import pandas as pd
 from tradekit import __version__
 from tradekit.contracts import FEATURES, OHLCV, file_hash, read_ohlcv, validate_frame, write_table
 from tradekit.errors import InputError
-from tradekit.features import labels as lab
-from tradekit.features.block import Candles, compute_block, resample
+from tradekit.features.block import (
+    Candles,
+    first_complete_row,
+    labels_into,
+    reference,
+    symbol_features,
+)
 from tradekit.features.sets import (
     FeatureSpec,
     feature_columns,
@@ -40,22 +45,6 @@ if TYPE_CHECKING:
 Array = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
-
-
-def _padded(columns: list[Array]) -> Array:
-    """The columns as the rows of a matrix with a trailing NaN column, for :func:`_take`."""
-    mat = np.empty((len(columns), (len(columns[0]) if columns else 0) + 1))
-    if columns:
-        mat[:, :-1] = columns
-    mat[:, -1] = np.nan
-    return mat
-
-
-def _take(padded: Array, idx: npt.NDArray[np.intp], out: Array) -> None:
-    """``out[:, j] = columns[j][idx]``, NaN where ``idx`` is -1 (nothing visible yet; it wraps
-    to the NaN column), gathered straight into each output column."""
-    for j in range(len(padded)):
-        np.take(padded[j], idx, out=out[:, j], mode="wrap")
 
 
 def _check(df: pd.DataFrame, label: str) -> dict[str, slice]:
@@ -166,11 +155,7 @@ def build_features(
             *(np.ascontiguousarray(arrays[c][sl]) for c in PRICE_COLUMNS),
         )
 
-    refs: dict[str, tuple[Ints, Array]] = {}
-    for sym in spec.corr_symbols:
-        k = candles(slices[sym])
-        refs[sym] = (k.ts, _padded(compute_block(k, spec.corr_indicators, spec)))
-
+    refs = {sym: reference(candles(slices[sym]), spec) for sym in spec.corr_symbols}
     names = feature_columns(spec)
     lnames = label_columns() if labels else []
     n = len(ohlcv)
@@ -185,43 +170,18 @@ def build_features(
     n_out = n if last is None else sum(sl.stop - sl.start for sl in out_sl.values())
     # One column-major matrix: a column is a contiguous view, and the frame is one block.
     mat = np.empty((n_out, len(names) + len(lnames)), order="F")
-    cols = {c: mat[:, len(names) + j] for j, c in enumerate(lnames)}
     keep = np.ones(n, dtype=bool)
     warmup: dict[str, int] = {}
+    htf_ms = [(timeframe_ms(tf), ratio) for tf, ratio in htfs]
     for sym, sl in slices.items():
         k = candles(sl)
-        rows = mat[out_sl[sym]]
-        j = len(compute_block(k, spec.indicators, spec, out=rows))
-        ts_out = k.ts[len(k) - len(rows) :]  # the timestamps of the rows written
-        close_ms = ts_out + base_ms
-        for tf, ratio in htfs:
-            hk, h_close = resample(k, timeframe_ms(tf), ratio)
-            idx = np.searchsorted(h_close, close_ms, side="right") - 1
-            padded = _padded(compute_block(hk, spec.htf_indicators, spec))
-            _take(padded, idx, rows[:, j : j + len(padded)])
-            j += len(padded)
-        for ref in spec.corr_symbols:
-            r_ts, padded = refs[ref]
-            idx = np.searchsorted(r_ts, ts_out, side="right") - 1
-            _take(padded, idx, rows[:, j : j + len(padded)])
-            j += len(padded)
-        if j != len(names):  # names and values must stay in step
-            raise AssertionError(f"{j} feature columns for {len(names)} names")
+        rows = mat[out_sl[sym], : len(names)]
+        symbol_features(k, spec, base_ms, htf_ms, refs, rows)
         if drop_warmup:  # else every row is kept and the warm-up is reported as 0
-            valid = np.ones(len(k), dtype=bool)
-            for c in range(len(names)):
-                valid &= ~np.isnan(rows[:, c])
-            warmup[sym] = int(valid.argmax()) if valid.any() else len(k)
+            warmup[sym] = first_complete_row(rows)
             keep[sl.start : sl.start + warmup[sym]] = False
         if labels:
-            h = spec.label_horizon
-            ok = lab.known_future(k.ts, h, base_ms)
-            ret = lab.forward_return(k.close, h, ok)
-            cols["label_return"][sl] = ret
-            cols["label_class"][sl] = lab.cost_class(ret, cost)
-            cols["label_barrier"][sl] = lab.triple_barrier(
-                k.high, k.low, k.close, h, spec.barrier_width, spec.barrier_vol_window, ok
-            )
+            labels_into(k, spec, base_ms, cost, mat[sl, len(names) :])
     if not drop_warmup:
         warmup = dict.fromkeys(slices, 0)
     dropped = [s for s, sl in slices.items() if warmup[s] >= sl.stop - sl.start]

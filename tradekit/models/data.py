@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradekit.arrays import to_numpy
 from tradekit.contracts import FEATURES, LABEL_PREFIX, open_parquet
 from tradekit.errors import InputError
-from tradekit.models.arrays import to_numpy
 from tradekit.models.base import Panel
 
 if TYPE_CHECKING:

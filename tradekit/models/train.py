@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradekit.arrays import from_numpy, take_strings
 from tradekit.contracts import PREDICTIONS, file_hash, table_metadata, write_arrow, write_json
 from tradekit.errors import InputError, TradekitError, UsageError
 from tradekit.models import manifest as mf
-from tradekit.models.arrays import from_numpy, take_strings
 from tradekit.models.base import Model, ModelSpec, make_model
 from tradekit.models.data import TrainingData, load_features
 from tradekit.models.metrics import score
