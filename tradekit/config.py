@@ -113,6 +113,12 @@ def _periods(v: list[int]) -> str | None:
     return None if all(p >= 1 for p in v) else f"periods must be >= 1, got {v}"
 
 
+def _ensemble(v: dict[str, Any]) -> str | None:
+    from tradekit.models.members import check_section
+
+    return check_section(v)
+
+
 def _clusters(v: dict[str, Any]) -> str | None:
     for name, members in v.items():
         if not isinstance(members, list) or not all(isinstance(s, str) for s in members):
@@ -164,7 +170,9 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     kind: str = _opt(
-        "lightgbm", "lightgbm, lstm or transformer", _one_of("lightgbm", "lstm", "transformer")
+        "lightgbm",
+        "lightgbm, lstm, transformer or ensemble",
+        _one_of("lightgbm", "lstm", "transformer", "ensemble"),
     )
     objective: str = _opt(
         "regression", "regression or classification", _one_of("regression", "classification")
@@ -197,6 +205,12 @@ class ModelConfig:
     seq_len: int = _opt(32, "lstm/transformer: candles per input window", _positive)
     hidden: int = _opt(64, "lstm/transformer: hidden size", _positive)
     deep_learning_rate: float = _opt(0.001, "lstm/transformer: AdamW learning rate", _positive)
+    ensemble: dict[str, Any] = _opt(
+        {},
+        "ensemble: [model.ensemble] with the keys of a MEMBERS.toml (members, [[member]], "
+        "[regime], [meta]); empty: global and per-symbol LightGBM",
+        _ensemble,
+    )
 
 
 @dataclass(frozen=True)
@@ -263,6 +277,9 @@ class RiskConfig:
     )
     qty_step: float = _opt(
         0.0, "order quantity precision (0 = none; live: the exchange's)", _non_negative
+    )
+    pause_on_drift: bool = _opt(
+        False, "`tradekit drift` queues a pause (no new entries) when its alert fires"
     )
 
 
@@ -451,6 +468,25 @@ class ServeConfig:
     refresh_s: float = _opt(5.0, "seconds between the pages' live updates", _positive)
 
 
+@dataclass(frozen=True)
+class DriftConfig:
+    window_days: float = _opt(
+        7.0, "days of the newest candles `drift` compares with the training data", _positive
+    )
+    min_rows: int = _opt(100, "fewer rows than this are too few to judge (no alert)", _positive)
+    psi_warn: float = _opt(0.1, "population stability index of a moderate shift", _positive)
+    psi_alert: float = _opt(0.25, "population stability index of a significant shift", _positive)
+    feature_share: float = _opt(
+        0.2, "alert when at least this share of the features shifts past psi_alert", _fraction
+    )
+    replay_tolerance: float = _opt(
+        1e-6, "largest difference between a live prediction and its replay", _non_negative
+    )
+    max_age_days: float = _opt(
+        0.0, "recommend retraining a model older than this (0 = only on drift)", _non_negative
+    )
+
+
 SECTIONS: dict[str, type] = {
     "exchange": ExchangeConfig,
     "data": DataConfig,
@@ -465,6 +501,7 @@ SECTIONS: dict[str, type] = {
     "notify": NotifyConfig,
     "ask": AskConfig,
     "serve": ServeConfig,
+    "drift": DriftConfig,
 }
 
 SECTION_HELP = {
@@ -481,6 +518,7 @@ SECTION_HELP = {
     "notify": "Signal through signal-cli-rest-api.",
     "ask": "One-shot LLM analyst (reads only, never trades).",
     "serve": "The dashboard, REST API and /metrics (`tradekit serve`).",
+    "drift": "The drift sentinel (`tradekit drift`): thresholds and the window it reads.",
 }
 
 # Secret name -> environment variable. Never read from TOML, never printed.
@@ -531,6 +569,7 @@ class Config:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     ask: AskConfig = field(default_factory=AskConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    drift: DriftConfig = field(default_factory=DriftConfig)
     path: Path | None = None
     secrets: Mapping[str, Secret] = field(default_factory=dict)
     # "section.key" of the values an implicitly found ./tradekit.toml set (not --config,
@@ -559,6 +598,8 @@ def coerce(value: Any, tp: Any, where: str, *, text: bool = True) -> Any:
     the command line and is read as the field's type; a TOML value (``text=False``) must
     already have it: ``fee = "0.1"`` in the file is a type error, not a number."""
     origin = typing.get_origin(tp)
+    if tp is Any:  # a free-form table's values ([model.ensemble]): its section's check reads them
+        return value
     if text and isinstance(value, str) and tp is not str:
         value = _parse_text(value, tp, where)
     if tp is bool:
