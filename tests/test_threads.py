@@ -53,8 +53,8 @@ def test_default_thread_count_leaves_the_loaded_cores(monkeypatch: pytest.Monkey
     monkeypatch.setattr(threads, "usable_cores", lambda: 4)
     for load, want in ((0.0, 4), (0.4, 4), (1.6, 2), (3.5, 1), (12.0, 1)):
         monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
-        assert threads.training_threads(0) == want, load
-    assert threads.training_threads(3) == 3  # [model] threads / --threads wins
+        assert threads.worker_threads(0) == want, load
+    assert threads.worker_threads(3) == 3  # [model] threads / --threads wins
 
 
 def test_usable_cores_is_within_the_machine():

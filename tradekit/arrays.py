@@ -1,12 +1,16 @@
-"""Arrow columns to numpy and back without pandas.
+"""Arrow columns to numpy and back without pandas, and the key checks of a table.
 
 ``pyarrow``'s ``Array.to_numpy`` and ``pa.array(...)`` import pandas (to recognise pandas
-objects), about 45 MB that training otherwise never needs: these go through the buffers.
+objects), about 45 MB that ``train`` and ``featurize`` otherwise never need: these go through
+the buffers.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+from tradekit.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -74,3 +78,45 @@ def take_strings(names: list[str], codes: npt.NDArray[np.int64]) -> pa.Array[Any
 
     dictionary = pa.DictionaryArray.from_arrays(from_numpy(codes, pa.int64()), strings(names))
     return dictionary.cast(pa.string())
+
+
+KEYS = ["symbol", "timestamp"]
+
+
+def stamp(ms: int) -> str:
+    """A time in ms as pandas prints a UTC timestamp (for messages)."""
+    return str(datetime.fromtimestamp(ms / 1000, UTC))
+
+
+def read_keys(
+    table: pa.Table, label: str
+) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.int64]]:
+    """(symbol code per row, symbols in order of appearance, times in ms) of a table's
+    ``symbol`` and ``timestamp`` columns, checked as ``contracts.validate_frame`` checks them
+    (with its messages): no empty key, no duplicate, rows sorted by symbol then time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        raise InputError(f"{label}: no rows")
+    empty = [c for c in KEYS if table.column(c).null_count]
+    if empty:
+        raise InputError(f"{label}: empty values in key column(s) {', '.join(empty)}")
+    enc: Any = pc.dictionary_encode(table.column("symbol").combine_chunks().cast(pa.string()))
+    codes = to_numpy(enc.indices, np.int64)
+    symbols = [str(s) for s in enc.dictionary.to_pylist()]
+    times = table.column("timestamp").combine_chunks()
+    ts = to_numpy(times.cast(pa.timestamp("ms", tz="UTC"), safe=False), np.int64)
+    rank = np.empty(len(symbols), dtype=np.int64)
+    rank[np.argsort(np.asarray(symbols, dtype=object), kind="stable")] = np.arange(len(symbols))
+    r = rank[codes]
+    dr, dt = np.diff(r), np.diff(ts)
+    if ((dr > 0) | ((dr == 0) & (dt > 0))).all():  # plainly sorted: no duplicate either
+        return codes, symbols, ts
+    order = np.lexsort((ts, r))
+    same = (r[order][1:] == r[order][:-1]) & (ts[order][1:] == ts[order][:-1])
+    if same.any():  # the first row that repeats an earlier one, as validate_frame names it
+        i = int(order[1:][same].min())
+        raise InputError(f"{label}: duplicate rows for {(symbols[codes[i]], stamp(ts[i]))}")
+    raise InputError(f"{label}: rows are not sorted by symbol, timestamp")

@@ -43,6 +43,7 @@ class Schema:
     extra_kind: str = "float"  # kind of any extra column not named in ``optional``
     required_meta: tuple[str, ...] = field(default=())
     optional: Mapping[str, str] = field(default_factory=dict)  # may be present, with this kind
+    reads: tuple[str, ...] = ()  # older versions its readers still accept
 
 
 REGISTRY: dict[str, Schema] = {}
@@ -72,15 +73,19 @@ OHLCV = register(
 
 OHLCV_COLUMNS = list(OHLCV.columns)
 
-# features/1: symbol, timestamp, feature columns (float), label columns (``label_`` prefix).
-# ``features`` and ``labels`` in the metadata list the columns of each kind, in order.
+# features/2: symbol, timestamp, feature columns (float32), label columns (``label_`` prefix,
+# float64). ``features`` and ``labels`` in the metadata list the columns of each kind, in
+# order. features/1 (float64 features) is still read: training and prediction cast features
+# to float32 either way, so both give the same models and predictions.
 FEATURES = register(
     Schema(
-        name="features/1",
+        name="features/2",
         columns={"symbol": "str", "timestamp": "ts"},
         key=("symbol", "timestamp"),
         extra_columns=True,
-        extra_kind="float",
+        extra_kind="float32",
+        optional={"label_return": "float", "label_class": "float", "label_barrier": "float"},
+        reads=("features/1",),
         required_meta=(
             "timeframe",
             "feature_set",
@@ -165,6 +170,7 @@ def _arrow_type(kind: str) -> pa.DataType:
         "str": pa.string(),
         "ts": pa.timestamp("ms", tz="UTC"),
         "float": pa.float64(),
+        "float32": pa.float32(),
         "int": pa.int64(),
         "bool": pa.bool_(),
     }
@@ -178,7 +184,7 @@ def _kind_ok(kind: str, t: pa.DataType) -> bool:
         return bool(pt.is_string(t) or pt.is_large_string(t) or pt.is_dictionary(t))
     if kind == "ts":
         return bool(pt.is_timestamp(t) and t.tz in ("UTC", "+00:00", "Etc/UTC"))
-    if kind == "float":
+    if kind in ("float", "float32"):
         return bool(pt.is_floating(t))
     if kind == "int":
         return bool(pt.is_integer(t))
@@ -317,7 +323,7 @@ def open_parquet(
                 f"{label}: no tradekit.schema metadata, so not a tradekit {schema.name} file "
                 "(CSV files come in through 'tradekit data import')"
             )
-        if found != schema.name:
+        if found != schema.name and found not in schema.reads:
             raise InputError(f"{label}: schema is {found}, expected {schema.name}")
         check_arrow_schema(arrow_schema, schema, label)
     return pf, meta

@@ -1,6 +1,7 @@
-"""How many CPU threads training uses. Stdlib only.
+"""How many CPU threads training and ``featurize`` use. Stdlib only.
 
-:func:`training_threads` is the thread count of ``[model] threads = 0``: the cores this process
+:func:`worker_threads` is the thread count of ``[model] threads = 0`` (and of ``featurize``,
+which computes that many symbols at once): the cores this process
 may run on, less the load the machine already carries (the 1-minute load average, rounded),
 at least one. More threads than free cores only makes every OpenMP barrier wait for a thread
 that is not running. (OpenMP's passive waiting, which matters more on a busy machine, is set
@@ -32,7 +33,7 @@ def usable_cores() -> int:
     return max(1, cores)
 
 
-def training_threads(requested: int = 0) -> int:
+def worker_threads(requested: int = 0) -> int:
     """``requested`` when set (> 0); else the usable cores less the current load, at least 1."""
     if requested > 0:
         return requested

@@ -9,8 +9,8 @@ The stable API for ``featurize`` and the live loop:
 - :class:`tradekit.features.incremental.IncrementalFeatures` -- the live loop's features,
   updated candle by candle (no pandas).
 
-``build_features`` and ``featurize_file`` load numpy, pandas and numba (through ``build``) on
-first use, not on import: the live loop imports this package without pandas.
+``build_features`` (pandas) and ``featurize_file`` (Arrow, no pandas) load on first use, not on
+import: the live loop imports this package without pandas.
 ``tradekit.features.sets`` alone is stdlib only.
 """
 
@@ -28,9 +28,14 @@ from tradekit.features.sets import (
 )
 
 if TYPE_CHECKING:
-    from tradekit.features.build import FeaturizeResult, build_features, featurize_file
+    from tradekit.features.build import build_features
+    from tradekit.features.featurize import FeaturizeResult, featurize_file
 
-_LAZY = ("FeaturizeResult", "build_features", "featurize_file")
+_LAZY = {
+    "FeaturizeResult": "featurize",
+    "build_features": "build",
+    "featurize_file": "featurize",
+}
 
 __all__ = [
     "FeatureSpec",
@@ -47,7 +52,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from tradekit.features import build
+        import importlib
 
-        return getattr(build, name)
+        return getattr(importlib.import_module(f"tradekit.features.{_LAZY[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -209,10 +209,7 @@ def symbol_features(
 def first_complete_row(rows: Array) -> int:
     """Index of the first row with every column defined (``len(rows)`` if none): the rows
     before it are the warm-up."""
-    valid = np.ones(len(rows), dtype=bool)
-    for c in range(rows.shape[1]):
-        valid &= ~np.isnan(rows[:, c])
-    return int(valid.argmax()) if valid.any() else len(rows)
+    return ind.first_complete(rows)
 
 
 def labels_into(k: Candles, spec: FeatureSpec, base_ms: int, cost: float, out: Array) -> None:

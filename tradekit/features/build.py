@@ -12,16 +12,13 @@ No look-ahead, by construction:
 from __future__ import annotations
 
 import itertools
-import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from tradekit import __version__
-from tradekit.contracts import FEATURES, OHLCV, file_hash, read_ohlcv, validate_frame, write_table
+from tradekit.contracts import OHLCV, validate_frame
 from tradekit.errors import InputError
 from tradekit.features.block import (
     Candles,
@@ -30,21 +27,26 @@ from tradekit.features.block import (
     reference,
     symbol_features,
 )
+from tradekit.features.featurize import (
+    PRICE_COLUMNS,
+    check_prices,
+    features_meta,
+    missing_references,
+    no_rows_left,
+)
 from tradekit.features.sets import (
     FeatureSpec,
     feature_columns,
     higher_timeframes,
     label_columns,
-    warmup_candles,
 )
 from tradekit.timeutil import timeframe_ms
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    pass
 
 Array = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
-PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 
 
 def _check(df: pd.DataFrame, label: str) -> dict[str, slice]:
@@ -58,23 +60,9 @@ def _check(df: pd.DataFrame, label: str) -> dict[str, slice]:
     if slices is None:  # not plainly valid: let the contract say what is wrong
         validate_frame(df, OHLCV, label)
         slices = _slices(df)
-    for c in PRICE_COLUMNS:
-        values = df[c].to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = np.isnan(values)
-        if bad.all():
-            raise InputError(f"{label}: column {c} has no values (all empty/NaN)")
-        if bad.any():
-            i = int(bad.argmax())
-            raise InputError(
-                f"{label}: column {c} has {int(bad.sum())} empty values, first at "
-                f"{df['symbol'].iloc[i]} {df['timestamp'].iloc[i]}; run 'tradekit data check'"
-            )
-        if c != "volume" and (values <= 0).any():
-            i = int((values <= 0).argmax())
-            raise InputError(
-                f"{label}: column {c} has a non-positive price at {df['symbol'].iloc[i]} "
-                f"{df['timestamp'].iloc[i]}"
-            )
+    prices = {c: df[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in PRICE_COLUMNS}
+    sym, when = df["symbol"], df["timestamp"]
+    check_prices(prices, lambda i: sym.iloc[i], lambda i: when.iloc[i], label)
     return slices
 
 
@@ -140,12 +128,7 @@ def build_features(
     slices = _check(ohlcv, source_label)
     base_ms = timeframe_ms(timeframe)
     htfs = higher_timeframes(spec, timeframe)
-    missing = [s for s in spec.corr_symbols if s not in slices]
-    if missing:
-        raise InputError(
-            f"{source_label}: reference pair {missing[0]} is not in the input; add its candles "
-            "or change [features] corr_symbols (or the feature set's corr_symbols)"
-        )
+    missing_references(spec, slices, source_label)
     ts_all = np.asarray(pd.DatetimeIndex(ohlcv["timestamp"]).as_unit("ms").asi8, dtype=np.int64)
     arrays = {c: ohlcv[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS}
 
@@ -187,12 +170,7 @@ def build_features(
     dropped = [s for s, sl in slices.items() if warmup[s] >= sl.stop - sl.start]
     if drop_warmup and not keep.any():
         longest = max(sl.stop - sl.start for sl in slices.values())
-        raise InputError(
-            f"{source_label}: no rows left after warm-up: the longest symbol has {longest} "
-            f"candles and feature set {spec.name!r} needs about "
-            f"{warmup_candles(spec, timeframe)} per symbol at {timeframe}; give more history, "
-            'fewer/shorter [features] periods or include_timeframes, or set = "minimal"'
-        )
+        raise no_rows_left(spec, timeframe, longest, source_label)
     if last is None:
         frame = _frame(ohlcv, mat, [*names, *lnames], keep if drop_warmup else None)
     else:
@@ -203,22 +181,9 @@ def build_features(
             ]
         )
         frame = _frame(ohlcv, mat, [*names, *lnames], None, pos)
-    meta: dict[str, Any] = {
-        "timeframe": timeframe,
-        "feature_set": spec.name,
-        "feature_set_hash": spec.hash,
-        "feature_spec": spec.to_dict(),
-        "features": names,
-        "labels": lnames,
-        "label_horizon": spec.label_horizon,
-        "label_cost": cost,
-        "symbols": [s for s in slices if s not in dropped],
-        "dropped_symbols": dropped,
-        "warmup_dropped": warmup,
-        "rows_in": n,
-        "rows_out": len(frame),
-        "tradekit_version": __version__,
-    }
+    meta = features_meta(
+        spec, timeframe, cost, labels, list(slices), warmup, dropped, n, len(frame)
+    )
     return frame, meta
 
 
@@ -245,50 +210,3 @@ def _frame(
         head = ohlcv[["symbol", "timestamp"]].reset_index(drop=True)
     body = pd.DataFrame(mat, columns=names, copy=False)
     return pd.concat([head, body], axis=1)
-
-
-@dataclass
-class FeaturizeResult:
-    meta: dict[str, Any]
-    rows_in: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    def as_json(self) -> dict[str, Any]:
-        m = self.meta
-        return {
-            "schema": "featurize/1",
-            "feature_set": m["feature_set"],
-            "feature_set_hash": m["feature_set_hash"],
-            "features": len(m["features"]),
-            "labels": m["labels"],
-            "rows_in": m["rows_in"],
-            "rows_out": m["rows_out"],
-            "symbols": m["symbols"],
-            "dropped_symbols": m["dropped_symbols"],
-            "warmup_dropped": m["warmup_dropped"],
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def featurize_file(
-    path: str | Path,
-    output: str | Path,
-    spec: FeatureSpec,
-    *,
-    cost: float,
-    labels: bool = True,
-) -> FeaturizeResult:
-    """Read ohlcv/1 at ``path`` (``-`` = stdin), write features/1 to ``output`` (``-`` =
-    stdout)."""
-    t0 = time.perf_counter()
-    label = "stdin" if str(path) == "-" else str(path)
-    df, in_meta = read_ohlcv(path)
-    timeframe = in_meta.get("timeframe")
-    if not isinstance(timeframe, str) or not timeframe:
-        raise InputError(f"{label}: no timeframe in the ohlcv/1 metadata")
-    frame, meta = build_features(df, spec, timeframe, cost=cost, labels=labels, source_label=label)
-    meta["exchange"] = in_meta.get("exchange")
-    meta["source"] = None if label == "stdin" else file_hash(path)
-    write_table(frame, output, FEATURES, meta)
-    rows_in = {s: sl.stop - sl.start for s, sl in _slices(df).items()}
-    return FeaturizeResult(meta, rows_in, time.perf_counter() - t0)

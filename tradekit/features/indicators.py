@@ -7,7 +7,8 @@ values differ from TA-Lib's (which seeds with a simple average) until the seed h
 volume) gives the neutral value rather than NaN, so a quiet market is not mistaken for warm-up.
 
 The loops (smoothings, windows, guarded division) are numba kernels, ``cache=True`` so that a
-fresh process loads machine code: the live loop computes a few thousand rows per symbol, where
+fresh process loads machine code, ``nogil=True`` so that ``featurize`` computes two symbols at
+once on two threads: the live loop computes a few thousand rows per symbol, where
 the fixed cost of a pandas call (about 150 us) was most of the time. Each kernel performs the
 same floating-point operations, in the same order, as the pandas or numpy code it replaced, so
 results are bit-identical to it (pinned by ``tests/test_indicators.py``).
@@ -69,7 +70,7 @@ def _max1(a: float, b: float) -> float:
     return a if a >= b else b
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _div_kernel(num: Array, den: Array, neutral: float) -> Array:
     out = np.empty(len(num))
     for i in range(len(num)):
@@ -77,7 +78,7 @@ def _div_kernel(num: Array, den: Array, neutral: float) -> Array:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ewm_kernel(x: Array, alpha: Array, keep: Array, half: Bools) -> Array:
     """One row per smoothing factor. The rows' recursions are independent, so running them in
     one loop overlaps their division latencies (the cost of a single recursion)."""
@@ -93,7 +94,7 @@ def _ewm_kernel(x: Array, alpha: Array, keep: Array, half: Bools) -> Array:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _rsi_kernel(close: Array, alpha: float, keep: float, half: bool) -> Array:
     """:func:`rsi` in one pass (its two smoothings interleaved), with the same operations as
     its numpy form: ``d = diff(close)``, ``gain = where(d > 0, d, 0) + d * 0``, and so on."""
@@ -109,7 +110,7 @@ def _rsi_kernel(close: Array, alpha: float, keep: float, half: bool) -> Array:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _adx_kernel(
     high: Array, low: Array, close: Array, alpha: float, keep: float, half: bool
 ) -> Array:
@@ -140,7 +141,7 @@ def _adx_kernel(
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_kernel(x: Array, p: int, stat: int) -> Array:
     """Sum or mean (row 0) and, for ``_STD``, population std (row 1) of each window of ``p``
     rows, each window summed left to right from its own values. Windows are done a block at a
@@ -179,7 +180,7 @@ def _window_kernel(x: Array, p: int, stat: int) -> Array:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _extreme_kernel(x: Array, p: int, high: bool) -> Array:
     """Rolling max (``high``) or min over ``p`` rows; NaN where the window is short or holds a
     NaN (pandas' ``min_periods=p``). Van Herk/Gil-Werman: per block of ``p`` rows, running
@@ -208,6 +209,35 @@ def _extreme_kernel(x: Array, p: int, high: bool) -> Array:
             u, v = h[i - p + 1], g[i]
             out[i] = sign * (u if u >= v else v)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _first_complete_kernel(rows: Array) -> int:
+    """First row with no NaN column (``len(rows)`` if none). Each column is scanned only up
+    to its first value: the warm-up is NaN at the top, so the answer is usually the latest
+    of those, checked; a NaN further down sends it on, row by row."""
+    n, m = int(rows.shape[0]), int(rows.shape[1])
+    at = 0
+    for c in range(m):
+        i = at
+        while i < n and rows[i, c] != rows[i, c]:
+            i += 1
+        at = i
+    while at < n:
+        ok = True
+        for c in range(m):
+            if rows[at, c] != rows[at, c]:
+                ok = False
+                break
+        if ok:
+            return at
+        at += 1
+    return n
+
+
+def first_complete(rows: Array) -> int:
+    """Index of the first row of ``rows`` (any layout) with every column defined."""
+    return int(_first_complete_kernel(np.asarray(rows, dtype=np.float64)))
 
 
 def _f64(x: npt.ArrayLike) -> Array:

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from numba import njit
 
 from tradekit.features import indicators as ind
 
 Array = npt.NDArray[np.float64]
-_CHUNK = 1 << 16  # rows per block of the barrier scan: bounds memory at CHUNK * h bytes
 
 
 def known_future(ts_ms: npt.NDArray[np.int64], h: int, tf_ms: int) -> npt.NDArray[np.bool_]:
@@ -46,6 +46,25 @@ def cost_class(ret: Array, cost: float) -> Array:
     return out
 
 
+@njit(cache=True, nogil=True)
+def _barrier_kernel(
+    high: Array, low: Array, upper: Array, lower: Array, h: int, out: Array
+) -> None:
+    """For each row with ``h`` later candles: -1 if a later low reaches ``lower`` no later than
+    a later high reaches ``upper``, 1 if the high comes first, 0 if neither within ``h``.
+    A NaN barrier is never reached (its comparisons are false)."""
+    for i in range(len(out)):
+        lab = 0.0
+        for j in range(i + 1, i + 1 + h):
+            if low[j] <= lower[i]:  # checked first: a candle touching both counts as -1
+                lab = -1.0
+                break
+            if high[j] >= upper[i]:
+                lab = 1.0
+                break
+        out[i] = lab
+
+
 def triple_barrier(
     high: Array,
     low: Array,
@@ -62,18 +81,13 @@ def triple_barrier(
     w = width * ind.realized_vol(close, vol_window) * np.sqrt(h)
     upper = close * (1.0 + w)
     lower = close * (1.0 - w)
-    # Row i looks at candles i+1..i+h: windows of the arrays shifted by one.
-    hi_win = np.lib.stride_tricks.sliding_window_view(high[1:], h)
-    lo_win = np.lib.stride_tricks.sliding_window_view(low[1:], h)
-    m = n - h  # rows with h later candles
-    for start in range(0, m, _CHUNK):  # a loop over blocks of rows, not over rows
-        sl = slice(start, min(start + _CHUNK, m))
-        up_hit = hi_win[sl] >= upper[sl, None]
-        dn_hit = lo_win[sl] <= lower[sl, None]
-        first_up = np.where(up_hit.any(axis=1), up_hit.argmax(axis=1), h)
-        first_dn = np.where(dn_hit.any(axis=1), dn_hit.argmax(axis=1), h)
-        lab = np.where(first_dn <= first_up, -1.0, 1.0)
-        lab[(first_up == h) & (first_dn == h)] = 0.0
-        out[sl] = lab
+    _barrier_kernel(
+        np.ascontiguousarray(high, dtype=np.float64),
+        np.ascontiguousarray(low, dtype=np.float64),
+        upper,
+        lower,
+        int(h),
+        out[: n - h],  # row i looks at candles i+1..i+h
+    )
     out[~ok | np.isnan(w)] = np.nan
     return out

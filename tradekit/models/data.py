@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradekit.arrays import to_numpy
+from tradekit.arrays import KEYS, read_keys, to_numpy
 from tradekit.contracts import FEATURES, LABEL_PREFIX, open_parquet
 from tradekit.errors import InputError
 from tradekit.models.base import Panel
@@ -87,7 +86,7 @@ def load_features(path: str | Path, label: str, objective: str) -> TrainingData:
         horizon = int(meta["label_horizon"])
     except (KeyError, TypeError, ValueError):
         raise InputError(f"{p}: label_horizon metadata is not an integer") from None
-    codes, symbols, ts = _keys(pf, str(p))
+    codes, symbols, ts = read_keys(pf.read(columns=KEYS, use_threads=False), str(p))
     y = _column(pf, label, np.float64)
     if np.isnan(y).all():
         raise InputError(f"{p}: label {label} has no values (all NaN)")
@@ -112,38 +111,6 @@ def load_features(path: str | Path, label: str, objective: str) -> TrainingData:
         tidx=tidx.astype(np.int64),
         horizon=horizon,
     )
-
-
-def _keys(pf: Any, label: str) -> tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.int64]]:
-    """(symbol code per row, symbols in order of appearance, times in ms), checked: no empty
-    key, no duplicate (symbol, timestamp), rows sorted by symbol then time."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    table = pf.read(columns=["symbol", "timestamp"], use_threads=False)
-    if not table.num_rows:
-        raise InputError(f"{label}: no rows")
-    empty = [c for c in ("symbol", "timestamp") if table.column(c).null_count]
-    if empty:
-        raise InputError(f"{label}: empty values in key column(s) {', '.join(empty)}")
-    enc = pc.dictionary_encode(table.column("symbol").combine_chunks().cast(pa.string()))
-    codes = to_numpy(enc.indices, np.int64)
-    symbols = [str(s) for s in enc.dictionary.to_pylist()]
-    stamp = table.column("timestamp").combine_chunks()
-    ts = to_numpy(stamp.cast(pa.timestamp("ms", tz="UTC"), safe=False), np.int64)
-    rank = np.empty(len(symbols), dtype=np.int64)
-    rank[np.argsort(np.asarray(symbols, dtype=object), kind="stable")] = np.arange(len(symbols))
-    r = rank[codes]
-    order = np.lexsort((ts, r))
-    same = (r[order][1:] == r[order][:-1]) & (ts[order][1:] == ts[order][:-1])
-    if same.any():  # the first row that repeats an earlier one, as validate_frame names it
-        i = int(order[1:][same].min())
-        when = datetime.fromtimestamp(ts[i] / 1000, UTC)
-        raise InputError(f"{label}: duplicate rows for {(symbols[codes[i]], str(when))}")
-    if len(r) > 1 and ((np.diff(r) < 0) | ((np.diff(r) == 0) & (np.diff(ts) < 0))).any():
-        raise InputError(f"{label}: rows are not sorted by symbol, timestamp")
-    return codes, symbols, ts
 
 
 def _column(pf: Any, name: str, dtype: npt.DTypeLike) -> npt.NDArray[Any]:

@@ -36,7 +36,7 @@ from tradekit.models.base import Model, ModelSpec, make_model
 from tradekit.models.data import TrainingData, load_features
 from tradekit.models.metrics import score
 from tradekit.models.walkforward import Fold, effective_purge, label_end_times, plan_folds
-from tradekit.threads import training_threads, usable_cores
+from tradekit.threads import usable_cores, worker_threads
 
 if TYPE_CHECKING:
     import numpy as np
@@ -421,7 +421,7 @@ def train(
     spec = ModelSpec.from_config(cfg)
     # One thread count for the whole run, fixed now: the free cores when none is set (a
     # busy machine gets fewer threads; OpenMP's passive waiting is set by tradekit.threads).
-    threads = training_threads(spec.threads)
+    threads = worker_threads(spec.threads)
     if threads != spec.threads:
         log.info(
             "training on %d thread(s): %d usable cores, load %s", threads, usable_cores(), _load()
