@@ -467,6 +467,35 @@ class LedgerView:
             )
         )
 
+    # -- drift and the nightly review ------------------------------------------------------
+    def close_predictions(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        """The close-phase decisions with start <= candle_ms <= end (symbol, candle_ms,
+        prediction, model_version, action, reason): what the live model said, by candle."""
+        return _dicts(
+            self.db.execute(
+                "SELECT symbol, candle_ms, prediction, model_version, action, reason "
+                "FROM decisions WHERE phase = 'close' AND candle_ms >= ? AND candle_ms <= ? "
+                "ORDER BY candle_ms, symbol",
+                (start_ms, end_ms),
+            )
+        )
+
+    def decision_counts(
+        self, start_ms: int, end_ms: int, *, action: str | None = None
+    ) -> list[dict[str, Any]]:
+        """How often each (phase, action, reason) was decided at candles start < candle_ms <=
+        end, most frequent first (``action="skip"``: the rejected entries by reason)."""
+        where, args = _where(
+            ("candle_ms > ?", start_ms), ("candle_ms <= ?", end_ms), ("action = ?", action)
+        )
+        return _dicts(
+            self.db.execute(
+                f"SELECT phase, action, reason, count(*) AS count FROM decisions{where} "
+                "GROUP BY phase, action, reason ORDER BY count(*) DESC, phase, action, reason",
+                args,
+            )
+        )
+
     def recent_controls(self, limit: int = 20) -> list[dict[str, Any]]:
         """Control requests newest first, applied or still pending."""
         return _dicts(self.db.execute("SELECT * FROM controls ORDER BY id DESC LIMIT ?", (limit,)))
