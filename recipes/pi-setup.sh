@@ -22,8 +22,10 @@
 #      extra, which the Pi neither needs nor can use), from this checkout or a wheel file;
 #   3. the data directory on the SSD (default /srv/tradekit): state/ and data/, service-only;
 #   4. /etc/tradekit/tradekit.toml (from tradekit.toml.example if missing),
-#      /etc/tradekit/env (the loop's secrets: exchange keys) and /etc/tradekit/listen.env (the
-#      phone courier's: LLM keys, webhook token; never the exchange keys), root 0600, if missing;
+#      /etc/tradekit/env (the loop's secrets: exchange keys), /etc/tradekit/listen.env (the
+#      phone courier's: LLM keys, webhook token), notify.env (the timers' notify: webhook
+#      token) and serve.env (the dashboard's token); only env holds exchange keys; root 0600,
+#      each only if missing;
 #   5. the units from systemd/ into /etc/systemd/system (data dir substituted);
 #   6. /usr/local/libexec/tradekit-loop-status and /etc/sudoers.d/tradekit: the deploy user's
 #      two commands, nothing else (checked with visudo -c);
@@ -257,22 +259,45 @@ elif ((!ONLY_ACCOUNTS)); then
     run chown "root:$USER_NAME" "$ETC/tradekit.toml"
     run chmod 0640 "$ETC/tradekit.toml"
 fi
-# Two secrets files: each unit gets only what it needs. The loop (and the timers' notify)
-# reads env; `listen` (the phone: courier and ask) reads listen.env, never the exchange keys.
+# Four secrets files: each unit gets only what it needs. The loop reads env (the exchange
+# keys); `listen` (the phone: courier and ask) reads listen.env; the summary and the failure
+# notices read notify.env; `serve` reads serve.env (its token); fetch reads none.
 if [[ -f $ETC/env ]]; then
     say "kept: $ETC/env"
     if grep -Eq '^[[:space:]]*(export[[:space:]]+)?(ANTHROPIC|OPENAI)_API_KEY=.' "$ETC/env" 2>/dev/null; then
         say "note: $ETC/env holds an LLM key: the phone's ask reads $ETC/listen.env now; move it there"
     fi
+    if grep -Eq '^[[:space:]]*(export[[:space:]]+)?TRADEKIT_(SERVE|WEBHOOK)_TOKEN=.' "$ETC/env" 2>/dev/null; then
+        say "note: $ETC/env holds a serve or webhook token: serve reads $ETC/serve.env and the timers' notify $ETC/notify.env now; move it there"
+    fi
 else
     cat >"$TMP/env" <<'EOF'
-# tradekit-run's secrets (and the timers' notify): KEY=VALUE lines, read by systemd
-# (EnvironmentFile=) as root. The LLM keys go in listen.env: the loop never asks an LLM.
+# tradekit-run's secrets: KEY=VALUE lines, read by systemd (EnvironmentFile=) as root. Only
+# the loop reads this file: LLM keys go in listen.env, the serve token in serve.env.
 # TRADEKIT_EXCHANGE_API_KEY=
 # TRADEKIT_EXCHANGE_SECRET=
-# TRADEKIT_WEBHOOK_TOKEN=
 EOF
     put "$TMP/env" "$ETC/env" 0600 root:root
+fi
+if [[ -f $ETC/notify.env ]]; then
+    say "kept: $ETC/notify.env"
+else
+    cat >"$TMP/notify.env" <<'EOF'
+# The daily summary's and the failure notices' secrets (`tradekit notify`): KEY=VALUE lines,
+# read by systemd (EnvironmentFile=) as root. Only a webhook token, if [notify] webhook is set.
+# TRADEKIT_WEBHOOK_TOKEN=
+EOF
+    put "$TMP/notify.env" "$ETC/notify.env" 0600 root:root
+fi
+if [[ -f $ETC/serve.env ]]; then
+    say "kept: $ETC/serve.env"
+else
+    cat >"$TMP/serve.env" <<'EOF'
+# tradekit-serve's one secret: KEY=VALUE lines, read by systemd (EnvironmentFile=) as root.
+# Without a token the dashboard is read-only; with one, pause/resume/kill need it.
+# TRADEKIT_SERVE_TOKEN=
+EOF
+    put "$TMP/serve.env" "$ETC/serve.env" 0600 root:root
 fi
 if [[ -f $ETC/listen.env ]]; then
     say "kept: $ETC/listen.env"
@@ -354,6 +379,7 @@ next steps:
   sudoedit $ETC/tradekit.toml   # exchange, symbols, [notify] Signal numbers
   sudoedit $ETC/env             # exchange keys (paper trading needs none)
   sudoedit $ETC/listen.env      # LLM key for the phone's ask (provider none needs none)
+  sudoedit $ETC/serve.env       # TRADEKIT_SERVE_TOKEN, if the dashboard may pause/kill
   the deploy key: $0 --deploy-key KEY.pub; on the laptop, [deploy] user = "$DEPLOY_USER"
   deploy a model from the training box: tradekit deploy MODEL_DIR --host $(hostname 2>/dev/null || echo PI)
   sudo systemctl start tradekit-run tradekit-listen && journalctl -u 'tradekit-*' -f

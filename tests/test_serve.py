@@ -381,8 +381,8 @@ def test_a_port_in_use_is_one_line(run_cli):
         r = run_cli("serve", "--port", str(port))
     assert r.code == 2
     assert r.err.strip() == (
-        f"tradekit: error: 127.0.0.1:{port} is in use (signal-cli-rest-api also defaults to "
-        "8080); pick another with --port or [serve] port"
+        f"tradekit: error: 127.0.0.1:{port} is in use; pick another with --port or [serve] "
+        "port (the default 8642 keeps clear of signal-cli-rest-api's 8080)"
     )
 
 

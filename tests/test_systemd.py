@@ -232,9 +232,45 @@ def test_every_service_is_sandboxed_alike(unit: Path) -> None:
     svc = parse(unit)["Service"]
     for key, want in HARDENING.items():
         assert want in svc.get(key, []), f"{unit.name}: {key}={want} missing"
-    # listen gets the phone's secrets only (tests/test_listen.py checks the split).
-    env = "listen.env" if unit.name == "tradekit-listen.service" else "env"
-    assert any(v.endswith(f"/etc/tradekit/{env}") for v in svc["EnvironmentFile"])
+    # Each unit reads only the secrets it needs (test_each_unit_reads_only_its_secrets).
+    assert svc.get("EnvironmentFile", []) == SECRETS[unit.name], unit.name
+
+
+# Which secrets file each service reads ("-": optional). Only the loop reads the exchange keys.
+SECRETS = {
+    "tradekit-run.service": ["/etc/tradekit/env"],
+    "tradekit-listen.service": ["/etc/tradekit/listen.env"],
+    "tradekit-serve.service": ["-/etc/tradekit/serve.env"],
+    "tradekit-summary.service": ["-/etc/tradekit/notify.env"],
+    "tradekit-notify-failure@.service": ["-/etc/tradekit/notify.env"],
+    "tradekit-fetch.service": [],
+}
+# What each file's template in pi-setup.sh may name: nothing beyond its unit's needs.
+TEMPLATES = {
+    "env": {"TRADEKIT_EXCHANGE_API_KEY", "TRADEKIT_EXCHANGE_SECRET"},
+    "listen.env": {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "TRADEKIT_WEBHOOK_TOKEN"},
+    "notify.env": {"TRADEKIT_WEBHOOK_TOKEN"},
+    "serve.env": {"TRADEKIT_SERVE_TOKEN"},
+}
+
+
+def test_each_unit_reads_only_its_secrets(tmp_path: Path) -> None:
+    """serve needs its token, the summary and failure notices a webhook token at most, fetch
+    nothing: none of them gets /etc/tradekit/env, where the exchange keys are."""
+    assert sorted(SECRETS) == sorted(p.name for p in SERVICES)
+    script = (RECIPES / "pi-setup.sh").read_text()
+    for name, allowed in TEMPLATES.items():
+        start = script.index(f"cat >\"$TMP/{name}\" <<'EOF'")
+        body = script[start : script.index("\nEOF\n", start)]
+        named = set(re.findall(r"^# ([A-Z][A-Z0-9_]+)=$", body, re.M))
+        assert named == allowed, name
+    dry = subprocess.run(
+        ["bash", str(RECIPES / "pi-setup.sh"), "--dry-run", "--data-dir", str(tmp_path / "d")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    for name in TEMPLATES:
+        assert f"install -m 0600 -o root -g root /etc/tradekit/{name} " in dry.stdout + " ", name
 
 
 def test_doctor_finds_the_units_it_expects() -> None:

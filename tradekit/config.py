@@ -460,7 +460,11 @@ class ServeConfig:
     host: str = _opt(
         "127.0.0.1", "address `serve` listens on (0.0.0.0 also needs --allow-all-interfaces)"
     )
-    port: int = _opt(8080, "TCP port of the dashboard, the API and /metrics", _port)
+    port: int = _opt(
+        8642,
+        "TCP port of the dashboard, the API and /metrics (not 8080: signal-cli-rest-api's)",
+        _port,
+    )
     allowed_hosts: list[str] = _opt(
         [],
         'more Host names the dashboard answers to, e.g. "bot.lan" ("*": any)',

@@ -24,7 +24,7 @@ def serve(
     port: Annotated[
         int | None,
         typer.Option(
-            "--port", metavar="PORT", help="TCP port [default: [serve] port, 8080]; 0 = any free."
+            "--port", metavar="PORT", help="TCP port [default: [serve] port, 8642]; 0 = any free."
         ),
     ] = None,
     state_file: Annotated[

@@ -50,8 +50,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         if e.errno == errno.EADDRINUSE:
             raise UsageError(
-                f"{host}:{port} is in use (signal-cli-rest-api also defaults to 8080); pick "
-                "another with --port or [serve] port"
+                f"{host}:{port} is in use; pick another with --port or [serve] port (the "
+                "default 8642 keeps clear of signal-cli-rest-api's 8080)"
             ) from None
         if e.errno == errno.EADDRNOTAVAIL:
             raise UsageError(f"--host {host}: not an address of this machine") from None
