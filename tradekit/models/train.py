@@ -378,6 +378,12 @@ def _build(
             data, spec, cfg.per_symbol, cpcv[0], cpcv[1], purge, work, {"model_kind": spec.kind}
         )
     final_ts = data.ts[final_mask]
+    from tradekit.drift.reference import build_reference  # the drift sentinel's yardstick
+
+    extra["drift_reference"] = build_reference(
+        data.panel.X, final_mask, data.panel.features,
+        np.concatenate(oos_pred) if oos_pred else None, "walk-forward OOS",
+    )  # fmt: skip
     manifest = mf.build(
         params=spec.params(),
         features=data.panel.features,

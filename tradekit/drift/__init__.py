@@ -1,0 +1,9 @@
+"""The drift sentinel: is the market still the one the deployed model was trained on, and does
+the live loop still predict what the model predicts on the recorded candles?
+
+    from tradekit.drift.reference import build_reference   # train time: into the manifest
+    from tradekit.drift.check import check_drift           # model + data (+ ledger) -> drift/1
+    from tradekit.drift.files import drift_path, latest    # the report beside the ledger
+
+Heavy libraries are imported inside the functions; ``files`` is stdlib only (``status``).
+"""
