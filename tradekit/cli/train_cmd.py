@@ -26,7 +26,18 @@ def train(
     model: Annotated[
         str | None,
         typer.Option(
-            "--model", "-m", help="lightgbm, lstm or transformer [default: [model] kind]."
+            "--model",
+            "-m",
+            help="lightgbm, lstm, transformer or ensemble [default: [model] kind].",
+        ),
+    ] = None,
+    members: Annotated[
+        str | None,
+        typer.Option(
+            "--members",
+            metavar="MEMBERS.toml",
+            help="--model ensemble: its members, regime model and meta-learner "
+            "[default: [model.ensemble], else global and per-symbol LightGBM].",
         ),
     ] = None,
     objective: Annotated[
@@ -111,7 +122,8 @@ def train(
         bool, typer.Option("--json", help="Print the manifest (model/1) on stdout.")
     ] = False,
 ) -> None:
-    """Walk-forward training (LightGBM, LSTM, Transformer): features/1 -> model dir."""
+    """Walk-forward training (LightGBM, LSTM, Transformer, or an ensemble of them with a regime
+    model and a stacking meta-learner): features/1 -> model dir."""
     import dataclasses
 
     from tradekit.cli import output as out
@@ -138,15 +150,33 @@ def train(
     cfg = dataclasses.replace(
         state(ctx).config.model, **{k: v for k, v in overrides.items() if v is not None}
     )
-    result = run_train(
-        features,
-        output,
-        cfg,
-        resume=resume,
-        walk_forward=not no_walk_forward,
-        progress=out.progress,
-        cpcv=(groups, test_groups) if cv == "cpcv" else None,
-    )
+    if cfg.kind == "ensemble":
+        from tradekit.models.ensemble import train_ensemble
+        from tradekit.models.members import load as load_members
+
+        if cv != "walk-forward":
+            raise UsageError("--cv cpcv: not for ensembles (they stack walk-forward folds)")
+        result = train_ensemble(
+            features,
+            output,
+            cfg,
+            load_members(members, cfg.ensemble),
+            resume=resume,
+            walk_forward=not no_walk_forward,
+            progress=out.progress,
+        )
+    elif members is not None:
+        raise UsageError("--members: only with --model ensemble")
+    else:
+        result = run_train(
+            features,
+            output,
+            cfg,
+            resume=resume,
+            walk_forward=not no_walk_forward,
+            progress=out.progress,
+            cpcv=(groups, test_groups) if cv == "cpcv" else None,
+        )
     doc = result.manifest
     walk = doc.get("walk_forward")
     if walk:

@@ -154,7 +154,13 @@ def read(directory: Path) -> dict[str, Any]:
     for name, want in sorted(doc["files"].items()):
         f = directory / name
         if not f.is_file():
-            raise InputError(f"{f}: listed in {MANIFEST} but missing")
+            parts = Path(name).parts
+            whose = (
+                f" (ensemble member {parts[1]!r}: copy or deploy the whole ensemble directory)"
+                if len(parts) > 2 and parts[0] == "members"
+                else ""
+            )
+            raise InputError(f"{f}: listed in {MANIFEST} but missing{whose}")
         got = file_hash(f)
         if got != want:
             raise InputError(
