@@ -201,6 +201,10 @@ def load_model(model_dir: str | Path, *, threads: int = 1) -> LoadedModel:
     free for the bot itself and is fastest for a row at a time."""
     directory = Path(model_dir)
     doc = mf.read(directory)
+    if doc["kind"] == "ensemble":  # members, regime and meta-learner behind the same surface
+        from tradekit.models.ensemble_load import load_ensemble
+
+        return load_ensemble(directory, doc, threads=threads)
     params = dict(doc["params"])
     names = ModelSpec.__dataclass_fields__
     try:
