@@ -127,7 +127,7 @@ def test_data_and_sync_shapes_from_the_owner(
     answers = signal.state.sent
     assert [a["recipients"] for a in answers] == [[OWNER], [OWNER]]
     assert answers[0]["message"].startswith("📊 unknown: stopped")
-    assert answers[1]["message"].startswith("pause: requested; no loop is running")
+    assert answers[1]["message"].startswith("pause: queued, not applied: no loop is running")
     logged = rows(ledger_path, "SELECT direction, text, status FROM messages ORDER BY id")
     assert [r for r in logged if r[0] == "in"] == [
         ("in", "Status", "accepted"),
@@ -182,7 +182,7 @@ def test_kill_needs_the_confirmation_code(
     assert controls(ledger_path) == []
     second = re.search(r"kill (\d{6})", say("kill"))
     assert second is not None
-    assert say(f"/kill {second[1]}").startswith("kill: requested")
+    assert say(f"/kill {second[1]}").startswith("kill: queued, not applied")
     assert controls(ledger_path) == ["kill"]
 
 
@@ -570,7 +570,7 @@ def test_pause_and_kill_answer_while_an_ask_thinks(signal: SignalServer, ledger_
             signal.queue(envelope(OWNER, "ask how did the week go?"))
             assert llm.arrived.wait(30), "the ask never reached the LLM"
             signal.queue(envelope(OWNER, "pause"))
-            wait_for(said(lambda m: m.startswith("pause: requested")))
+            wait_for(said(lambda m: m.startswith("pause: queued")))
             signal.queue(envelope(OWNER, "ask and now?"))
             wait_for(said(lambda m: m == BUSY))
             signal.queue(envelope(OWNER, "kill"))
@@ -585,7 +585,7 @@ def test_pause_and_kill_answer_while_an_ask_thinks(signal: SignalServer, ledger_
             th.join(30)
     assert not th.is_alive()
     msgs = signal.state.messages()
-    pause = next(i for i, m in enumerate(msgs) if m.startswith("pause: requested"))
+    pause = next(i for i, m in enumerate(msgs) if m.startswith("pause: queued"))
     kill = next(i for i, m in enumerate(msgs) if "To confirm" in m)
     assert pause < kill < msgs.index(ANSWER)
     assert len(llm.requests) == 1  # the busy ask was not sent

@@ -1,9 +1,10 @@
 """The read-only context for ``ask``: what the bot knows about itself, as facts (for the offline
 answer) and as text fitted to the model's window (for an LLM).
 
-Sources: the ledger opened read-only (status snapshot, equity windows, recent closed trades,
-warning/error events), the risk limits of the config, the model manifest and any report.json /
-verdict.json in the model dir, and the ``--context`` files. Everything is masked on the way
+Sources: the ledger opened read-only (the status :class:`~tradekit.report.snapshot.Snapshot`
+every view draws, equity windows, recent closed trades, warning/error events), the risk
+limits of the config, the model manifest and any report.json / verdict.json in the model dir,
+and the ``--context`` files. Everything is masked on the way
 (:mod:`tradekit.ask.mask`: secret-named keys in JSON/TOML/INI/env/YAML, key formats, PEM
 blocks, phone numbers, every configured secret), and a TOML file given as context loses its
 [exchange] and [deploy] tables whole. Times are the person's (``[notify] timezone``).
@@ -29,6 +30,8 @@ from tradekit.ask.budget import Section, fit
 from tradekit.ask.mask import Masker
 from tradekit.errors import InputError
 from tradekit.ledger import LedgerView
+from tradekit.report.account import equity_window
+from tradekit.report.snapshot import build as build_snapshot
 from tradekit.timeutil import now_ms
 
 if TYPE_CHECKING:
@@ -55,65 +58,6 @@ class Context:
 # -- the ledger, read-only -------------------------------------------------------------------
 
 
-def quote_currency(symbols: Sequence[str]) -> str:
-    """The quote all symbols share (``USD`` for BTC/USD, ETH/USD), else ``""``."""
-    quotes = {s.split("/", 1)[1].split(":")[0] for s in symbols if "/" in s}
-    return quotes.pop() if len(quotes) == 1 else ""
-
-
-def equity_window(view: LedgerView, start_ms: int, end_ms: int) -> dict[str, Any] | None:
-    """Equity over (start, end]: the value at the start (the last candle at or before it, else
-    the first inside), at the end, the peak inside, the deepest drawdown inside (from the
-    running peak, starting at the start value) and the change."""
-    before = view.equity_at(start_ms)
-    rows = view.equity(start_ms, end_ms)
-    points = ([(int(before["candle_ms"]), float(before["equity"]))] if before else []) + rows
-    if not points:
-        return None
-    peak = points[0][1]
-    max_dd = 0.0
-    for _t, eq in points:
-        peak = max(peak, eq)
-        if peak > 0:
-            max_dd = max(max_dd, 1.0 - eq / peak)
-    first, last = points[0][1], points[-1][1]
-    return {
-        "from_ms": points[0][0],
-        "to_ms": points[-1][0],
-        "start": first,
-        "end": last,
-        "peak": max(e for _t, e in points),
-        "low": min(e for _t, e in points),
-        "change": last - first,
-        "change_pct": (last / first - 1.0) if first else None,
-        "max_drawdown": max_dd,
-        "candles": len(rows),
-    }
-
-
-def killed(view: LedgerView) -> bool:
-    """The last applied control was a kill (a killed bot stays paused until ``resume``)."""
-    return view.last_control(("pause", "resume", "kill")) == "kill"
-
-
-def risk_state(snap: dict[str, Any], was_killed: bool) -> dict[str, Any]:
-    """Paused / halted / killed and why, in one place for summary and ask."""
-    reasons = []
-    if was_killed and snap.get("paused"):
-        reasons.append("killed (positions closed, paused until resume)")
-    elif snap.get("paused"):
-        reasons.append("paused (no new entries until resume)")
-    if snap.get("halted"):
-        reasons.append(f"halted: {snap['halted']}")
-    return {
-        "paused": bool(snap.get("paused")),
-        "halted": snap.get("halted"),
-        "killed": was_killed and bool(snap.get("paused")),
-        "ok": not reasons,
-        "text": "; ".join(reasons) if reasons else "ok",
-    }
-
-
 def _trade(r: dict[str, Any]) -> dict[str, Any]:
     return {
         "symbol": r["symbol"],
@@ -130,11 +74,8 @@ def _trade(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _ledger_facts(path: Path, at_ms: int | None) -> dict[str, Any]:
-    from tradekit.live.status import snapshot
-
-    snap = snapshot(path)
     with LedgerView(path) as view, view.snapshot():
-        symbols = view.symbols()
+        snap = build_snapshot(view, ledger=str(path))
         last = view.last_candle_ms()
         # Anchored at the latest candle: a replay (or the demo) lives in the past, and for a
         # live loop the latest candle is minutes old.
@@ -150,13 +91,12 @@ def _ledger_facts(path: Path, at_ms: int | None) -> dict[str, Any]:
             {k: e[k] for k in ("ts_ms", "level", "kind", "message")}
             for e in view.events(warnings_only=True, limit=RECENT_EVENTS)
         ][::-1]
-        was_killed = killed(view)
     return {
         "available": True,
         "path": str(path),
         "status": snap,
-        "currency": quote_currency(symbols or [p["symbol"] for p in snap["positions"]]),
-        "symbols": symbols,
+        "currency": snap.currency,
+        "symbols": list(snap.symbols),
         "as_of_ms": anchor,
         "last_candle_ms": last,
         "first_equity": first,
@@ -170,7 +110,7 @@ def _ledger_facts(path: Path, at_ms: int | None) -> dict[str, Any]:
             "recent": recent,
         },
         "events": events,
-        "risk": risk_state(snap, was_killed),
+        "risk": snap.risk,
     }
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from tradekit.ask.context import iso_age_days
 from tradekit.ask.sections import iso_local
-from tradekit.timeutil import fmt_local
+from tradekit.report.fmt import Fmt
+from tradekit.report.snapshot import Snapshot
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "performance": (
@@ -119,43 +120,14 @@ T: dict[str, dict[str, str]] = {
 WINDOW_LABEL = {"en": {"7d": "7 days", "30d": "30 days"}, "de": {"7d": "7 Tage", "30d": "30 Tage"}}
 
 
-class _Fmt:
-    """Numbers in the answer's language: 7,995.66 (en) or 7.995,66 (de)."""
+class _Fmt(Fmt):
+    """:class:`~tradekit.report.fmt.Fmt` in the answer's language; money with its currency."""
 
-    def __init__(self, lang: str, currency: str, tz: tzinfo = UTC) -> None:
-        self.de = lang == "de"
-        self.cur = currency
-        self.tz = tz
-
-    def time(self, ms: Any) -> str:
-        return fmt_local(ms, self.tz)
+    def money(self, v: Any, *, signed: bool = False, cur: bool = True) -> str:
+        return super().money(v, signed=signed, cur=cur)
 
     def date(self, iso: Any) -> str:
         return iso_local(iso, self.tz)[:10]
-
-    def _loc(self, text: str) -> str:
-        if not self.de:
-            return text
-        return text.replace(",", "_").replace(".", ",").replace("_", ".")
-
-    def num(self, v: Any, digits: int = 2) -> str:
-        if not isinstance(v, int | float):
-            return "-"
-        return self._loc(f"{v:,.{digits}f}")
-
-    def money(self, v: Any, *, signed: bool = False) -> str:
-        if not isinstance(v, int | float):
-            return "-"
-        text = self._loc(f"{v:+,.2f}" if signed else f"{v:,.2f}")
-        return f"{text} {self.cur}" if self.cur else text
-
-    def pct(self, v: Any, *, signed: bool = True) -> str:
-        if not isinstance(v, int | float):
-            return "-"
-        return self._loc(f"{v * 100:+.2f}" if signed else f"{v * 100:.2f}") + " %"
-
-    def qty(self, v: Any) -> str:
-        return self._loc(f"{v:.8g}") if isinstance(v, int | float) else "-"
 
 
 def topics(question: str) -> list[str]:
@@ -206,9 +178,9 @@ def _equity(facts: dict[str, Any], t: dict[str, str], f: _Fmt) -> list[str]:
     led = facts["ledger"]
     if not led.get("available"):
         return [t["no_ledger"].format(note=_note(facts, "ledger"))]
-    s = led["status"]
+    s: Snapshot = led["status"]
     first = led.get("first_equity")
-    eq = s.get("equity")
+    eq = s.equity
     chg = (eq / first - 1.0) if isinstance(eq, int | float) and first else None
     tr = led["trades"]
     return [
@@ -216,8 +188,8 @@ def _equity(facts: dict[str, Any], t: dict[str, str], f: _Fmt) -> list[str]:
             eq=f.money(eq),
             chg=f.pct(chg),
             start=f.money(first),
-            peak=f.money(s.get("peak_equity")),
-            dd=f.pct(s.get("drawdown"), signed=False),
+            peak=f.money(s.peak_equity),
+            dd=f.pct(s.drawdown, signed=False),
         ),
         t["realized"].format(
             pnl=f.money(tr["pnl"], signed=True),
@@ -267,19 +239,19 @@ def _positions(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -> 
     led = facts["ledger"]
     if not led.get("available"):
         return [t["no_ledger"].format(note=_note(facts, "ledger"))]
-    pos = led["status"]["positions"]
+    pos = led["status"].positions
     if not pos:
         return [t["positions_none"]]
     lines = [t["positions"].format(n=len(pos))]
     for p in pos:
         lines.append(
             t["position"].format(
-                sym=p["symbol"],
-                qty=f.qty(p["qty"]),
-                entry=f.qty(p["entry_price"]),
-                last=f.qty(p["last_price"]),
-                pnl=f.money(p["unrealized_pnl"], signed=True),
-                pct=f.pct(p["unrealized_pct"]),
+                sym=p.symbol,
+                qty=f.qty(p.qty),
+                entry=f.qty(p.entry_price),
+                last=f.qty(p.last_price),
+                pnl=f.money(p.unrealized_pnl, signed=True),
+                pct=f.pct(p.unrealized_pct),
             )
         )
     return lines
@@ -289,17 +261,17 @@ def _risk(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -> list[
     led = facts["ledger"]
     if not led.get("available"):
         return [t["no_ledger"].format(note=_note(facts, "ledger"))]
-    s = led["status"]
+    s: Snapshot = led["status"]
     risk = led["risk"]
     lines = [
         t["risk"].format(
             state=t["state_ok"] if risk["ok"] else risk["text"],
-            mode=s["mode"],
-            run=s["state"].split(",")[0],
+            mode=s.mode,
+            run=s.state.split(",")[0],
         )
     ]
     limit = facts.get("drawdown_halt") or 0.0
-    dd = s.get("drawdown") or 0.0
+    dd = s.drawdown
     if limit > 0:
         lines.append(
             t["halt_at"].format(
@@ -393,7 +365,7 @@ def _model(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -> list
                 )
             )
     led = facts["ledger"]
-    running = led.get("status", {}).get("model_version") if led.get("available") else None
+    running = led["status"].model_version if led.get("available") else None
     if running and (m is None or running != m["version"]):
         lines.append(t["model_running"].format(version=running))
     return lines

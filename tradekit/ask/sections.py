@@ -8,6 +8,8 @@ from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from tradekit.ask.budget import Section
+from tradekit.report.fmt import EN, Fmt
+from tradekit.report.snapshot import Snapshot
 from tradekit.timeutil import fmt_local
 
 if TYPE_CHECKING:
@@ -36,49 +38,48 @@ def iso_local(iso: Any, tz: tzinfo) -> str:
 
 
 def money(v: Any, currency: str = "") -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v:,.2f}" + (f" {currency}" if currency else "")
+    return Fmt("en", currency).money(v, cur=True)
 
 
 def pct(v: Any, *, signed: bool = True) -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v * 100:+.2f} %" if signed else f"{v * 100:.2f} %"
+    return EN.pct(v, signed=signed)
 
 
 def status(f: dict[str, Any], t: Clock) -> Section:
-    s = f["status"]
+    """The :class:`Snapshot` every view draws, as lines for a model (English numbers: the
+    model reads them; it answers in the question's language)."""
+    s: Snapshot = f["status"]
     cur = f["currency"]
     sec = Section("status (ledger snapshot)", 100)
     sec.lines += [
         f"ledger: {f['path']}",
-        f"mode: {s['mode']}; state: {s['state']}",
+        f"mode: {s.mode}; state: {s.state}",
         f"risk: {f['risk']['text']}",
-        f"model version running: {s.get('model_version') or 'unknown'}",
+        f"model version running: {s.model_version or 'unknown'}",
         f"last candle: {t(f['last_candle_ms'])}",
-        f"equity: {money(s.get('equity'), cur)}; cash: {money(s.get('cash'), cur)}",
-        f"peak equity: {money(s.get('peak_equity'), cur)}; "
-        f"drawdown from peak: {pct(s.get('drawdown'), signed=False)}",
-        f"realized P&L total: {money(s.get('realized_pnl_total'), cur)} "
-        f"over {s.get('trades_total')} closed trades "
+        f"equity: {money(s.equity, cur)}; cash: {money(s.cash, cur)}",
+        f"peak equity: {money(s.peak_equity, cur)}; "
+        f"drawdown from peak: {pct(s.drawdown, signed=False)}",
+        f"realized P&L total: {money(s.realized_pnl_total, cur)} "
+        f"over {s.trades_total} closed trades "
         f"({f['trades']['wins']} wins, {f['trades']['losses']} losses); "
-        f"fees paid: {money(s.get('fees_paid'), cur)}",
-        f"open positions: {len(s['positions']) or 'none'}",
+        f"fees paid: {money(s.fees_paid, cur)}",
+        f"open positions: {len(s.positions) or 'none'}",
     ]
-    for p in s["positions"]:
+    for p in s.positions:
         sec.lines.append(
-            f"  {p['symbol']} qty {p['qty']:.8g} entry {p['entry_price']:.8g} "
-            f"({t(p['entry_ms'])}) last {p['last_price']:.8g} "
-            f"unrealized {money(p['unrealized_pnl'], cur)} ({pct(p['unrealized_pct'])})"
-            + (f" stop {p['stop_price']:.8g}" if p.get("stop_price") else "")
+            f"  {p.symbol} qty {EN.qty(p.qty)} entry {EN.qty(p.entry_price)} "
+            f"({t(p.entry_ms)}) last {EN.qty(p.last_price)} "
+            f"unrealized {money(p.unrealized_pnl, cur)} ({pct(p.unrealized_pct)})"
+            + (f" stop {EN.qty(p.stop_price)}" if p.stop_price else "")
         )
-    sec.lines.append(f"open orders: {len(s['open_orders']) or 'none'}")
-    for sym, d in (s.get("last_decisions") or {}).items():
-        pred = d.get("prediction")
-        ptxt = f" prediction {pred:+.4f}" if isinstance(pred, float) else ""
+    sec.lines.append(f"open orders: {len(s.open_orders) or 'none'}")
+    if s.pending:
+        sec.lines.append(f"controls pending: {s.pending_text()}")
+    for d in s.last_decisions:
+        ptxt = f" prediction {d.prediction:+.4f}" if d.prediction is not None else ""
         sec.lines.append(
-            f"last decision {sym}: {t(d['candle_ms'])} {d['action']} ({d['reason']}){ptxt}"
+            f"last decision {d.symbol}: {t(d.candle_ms)} {d.action} ({d.reason}){ptxt}"
         )
     return sec
 

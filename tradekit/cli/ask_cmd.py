@@ -89,8 +89,8 @@ def summary(
     """The day or week for a phone: equity and change, realized P&L, trades, drawdown, open
     positions, risk state, model, notable events, times in [notify] timezone. Pipe it:
     tradekit summary | tradekit notify -"""
-    from tradekit.ask.summary import build_summary, render, write_png
     from tradekit.cli import output as out
+    from tradekit.report.summary import build_summary, render, write_png
     from tradekit.timeutil import parse_time, zone
 
     cfg = state(ctx).config
@@ -103,4 +103,6 @@ def summary(
     if as_json:
         out.emit_json(doc)
     else:
-        out.emit_text(render(doc, tz))
+        # The phone's language when [ask] language names one; auto has no question: English.
+        lang = cfg.ask.language if cfg.ask.language != "auto" else "en"
+        out.emit_text(render(doc, tz, lang))

@@ -100,19 +100,15 @@ def control(ctx: typer.Context, command: str, path: str | None) -> None:
     """Queue a control for the loop (it applies it within one poll, or at its next start)."""
     from tradekit.cli import output as out
     from tradekit.ledger import SideLedger
-    from tradekit.live.status import snapshot
+    from tradekit.report.snapshot import load
+    from tradekit.report.text import requested
 
     cfg = state(ctx).config
     p = path or cfg.run.state
-    snap = snapshot(p)  # also checks that the ledger exists and is readable
+    snap = load(p)  # also checks that the ledger exists and is readable
     with SideLedger(p) as ledger:
         ledger.request(command)
-    when = (
-        "the running loop applies it within one poll"
-        if snap["running"]
-        else ("no loop is running: the next `tradekit run` applies it first")
-    )
-    out.say(f"{command}: requested; {when}")
+    out.say(requested(command, snap.running))
 
 
 def pause(ctx: typer.Context, state_file: StateOpt = None) -> None:
@@ -131,76 +127,15 @@ def kill(ctx: typer.Context, state_file: StateOpt = None) -> None:
 
 
 def status(ctx: typer.Context, state_file: StateOpt = None, as_json: JsonOpt = False) -> None:
-    """Mode, positions with unrealized P&L, open orders, P&L, equity, drawdown, last decisions."""
+    """Mode, positions with unrealized P&L, open orders, P&L, equity, drawdown, last decisions,
+    and the controls still waiting for a loop."""
     from tradekit.cli import output as out
-    from tradekit.live.status import dumps, snapshot
+    from tradekit.report.snapshot import dumps, load
+    from tradekit.report.text import table
 
     cfg = state(ctx).config
-    snap = snapshot(state_file or cfg.run.state)
+    snap = load(state_file or cfg.run.state)
     if as_json:
         out.emit_text(dumps(snap) + "\n")
         return
-    out.emit_text(render(snap))
-
-
-def _t(ms: int | None) -> str:
-    from tradekit.timeutil import fmt_ms
-
-    return fmt_ms(ms) if ms is not None else "-"
-
-
-def render(s: dict[str, object]) -> str:
-    """The human status: a few aligned lines, then positions, orders and last decisions."""
-    lines = [
-        f"mode       {s['mode']} ({s['state']})",
-        f"model      {s['model_version'] or '-'}",
-        f"candle     {_t(s['last_candle_ms'])}  "  # type: ignore[arg-type]
-        f"(heartbeat {_t(s['heartbeat_ms'])})",  # type: ignore[arg-type]
-        f"equity     {_money(s['equity'])}  cash {_money(s['cash'])}  "
-        f"drawdown {_pct(s['drawdown'], signed=False)}",
-        f"realized   today {_money(s['realized_pnl_today'])} ({s['trades_today']} trades)  "
-        f"total {_money(s['realized_pnl_total'])} ({s['trades_total']} trades)",
-    ]
-    halts = s["halts"]
-    assert isinstance(halts, list)
-    for h in halts:
-        since = f" since {_t(h['since_ms'])}" if h.get("since_ms") else ""
-        lines.append(f"halted     {h['kind']}{since}")
-        for d in h.get("differences") or []:
-            lines.append(
-                f"  {d['asset']:<10} exchange {d['exchange']:.10g}  ledger {d['ledger']:.10g}"
-            )
-    positions = s["positions"]
-    assert isinstance(positions, list)
-    lines.append(f"positions  {len(positions) or 'none'}")
-    for p in positions:
-        lines.append(
-            f"  {p['symbol']:<10} {p['qty']:.8g} @ {p['entry_price']:.8g}  "
-            f"last {p['last_price']:.8g}  "
-            f"P&L {_money(p['unrealized_pnl'])} ({_pct(p['unrealized_pct'])})"
-            + (f"  stop {p['stop_price']:.8g}" if p["stop_price"] else "")
-        )
-    orders = s["open_orders"]
-    assert isinstance(orders, list)
-    lines.append(f"orders     {len(orders) or 'none'} open")
-    for o in orders:
-        lines.append(f"  {o['symbol']:<10} {o['side']} {o['kind']} {o['qty']:.8g} {o['status']}")
-    last = s["last_decisions"]
-    assert isinstance(last, dict)
-    if last:
-        lines.append("decisions")
-        for sym, d in last.items():
-            pred = d["prediction"]
-            ptxt = f" pred {pred:+.4f}" if isinstance(pred, float) else ""
-            lines.append(f"  {sym:<10} {_t(d['candle_ms'])} {d['action']} ({d['reason']}){ptxt}")
-    return "\n".join(lines) + "\n"
-
-
-def _money(v: object) -> str:
-    return f"{v:,.2f}" if isinstance(v, int | float) else "-"
-
-
-def _pct(v: object, *, signed: bool = True) -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v:+.2%}" if signed else f"{v:.2%}"
+    out.emit_text(table(snap))

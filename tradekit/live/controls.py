@@ -1,6 +1,7 @@
 """Controls from another shell or the phone, applied by the loop between cycles: ``pause``,
-``resume`` (also lifts the risk halts), ``kill`` (close everything, stay paused, stop) and
-``adopt`` (``reconcile --adopt``: take the exchange's balances)."""
+``resume`` (also lifts the risk halts), ``kill`` (close everything, stay paused, stop),
+``forceexit:SYMBOL`` (sell that one position at market; the loop trades on) and ``adopt``
+(``reconcile --adopt``: take the exchange's balances)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from tradekit.live.engine import Engine
 
 log = logging.getLogger(__name__)
+FORCEEXIT = "forceexit:"  # + the symbol; the person's own command (the phone), never ask's
 
 
 def apply(engine: Engine, broker: PaperLoopBroker | LiveLoopBroker, ledger: Ledger) -> str | None:
@@ -34,6 +36,8 @@ def apply(engine: Engine, broker: PaperLoopBroker | LiveLoopBroker, ledger: Ledg
         elif cmd == "kill":
             result = kill(engine)
             stop = "killed"
+        elif cmd.startswith(FORCEEXIT):
+            result = forceexit(engine, cmd.removeprefix(FORCEEXIT))
         elif cmd == "adopt":
             result = adopt(engine, broker, ledger)
         else:
@@ -66,6 +70,31 @@ def kill(engine: Engine) -> str:
     engine.paused = True
     engine.commit()
     return f"closed {', '.join(closed) or 'nothing'}; paused; stopping"
+
+
+def forceexit(engine: Engine, symbol: str) -> str:
+    """Sell one position at market with reason ``forceexit``, as :func:`kill` does for all
+    (the live broker cancels its exchange stop first), and drop that symbol's pending intent.
+    Entries are not paused: the policy may enter the symbol again at a later signal."""
+    if symbol not in engine.symbols:
+        return f"{symbol}: not a symbol of this loop; nothing done"
+    s = engine.symbols.index(symbol)
+    a = engine.acct[s]
+    if a["qty"] <= 0.0:
+        return f"{symbol}: no open position; nothing done"
+    t_ms = engine.open_ms or engine.last_candle_ms or 0
+    tag = f"forceexit{int(time.time())}"
+    ref = float(a["last_close"]) if not math.isnan(a["last_close"]) else float(a["entry_price"])
+    qty = float(a["qty"])
+    engine.decide(t_ms, s, f"forceexit-{tag}", "exit", "forceexit", price=ref, qty=qty)
+    engine.place(OrderRequest(f"{symbol}|{t_ms}|{tag}", symbol, "sell", qty), ref, t_ms,
+                 "forceexit")  # fmt: skip
+    engine.acct["pending"][s] = 0
+    engine.acct["pend_steps"][s] = 0
+    engine.commit()
+    if engine.acct[s]["qty"] > 0.0:
+        return f"{symbol}: sell of {qty:.8g} placed, not filled yet"
+    return f"closed {symbol} ({qty:.8g} sold at market)"
 
 
 def adopt(engine: Engine, broker: PaperLoopBroker | LiveLoopBroker, ledger: Ledger) -> str:

@@ -1,5 +1,10 @@
-"""Commands from the phone: ``status``, ``pause``, ``resume``, ``kill`` (with a confirmation
-code), ``ask <question>``, ``help``.
+"""Commands from the phone: ``status``, ``profit``, ``daily [N]``, ``balance``, ``trades [N]``,
+``performance``, ``positions``, ``model`` (read-only, :mod:`tradekit.report.phone`), ``pause``,
+``resume``, ``kill`` and ``forceexit SYMBOL`` (both with a confirmation code), ``ask
+<question>``, ``help``. Numbers follow ``[ask] language`` (``auto``: the message's language).
+
+``forceexit`` is the person's own command: it queues the control ``forceexit:SYMBOL`` that
+the loop applies (a market sell with reason ``forceexit``); ``ask`` has no path to it.
 
 Only allow-listed senders are heard, keyed on the envelope's ``sourceNumber`` (or
 ``sourceUuid`` when the allow list holds UUIDs). Two shapes carry text
@@ -37,10 +42,16 @@ from tradekit.notify.signal import MaybeSent, PartialFailure, SignalClient
 
 if TYPE_CHECKING:
     from tradekit.config import Config
+    from tradekit.report.snapshot import Snapshot
 
 log = logging.getLogger("tradekit.notify")
 
-KILL_TTL_MS = 120_000
+CODE_TTL_MS = 120_000  # a kill or forceexit confirmation code lives this long
+KILL_TTL_MS = CODE_TTL_MS
+FORCEEXIT = "forceexit:"  # the loop's control (tradekit.live.controls.FORCEEXIT)
+READS = ("status", "profit", "daily", "balance", "trades", "performance", "positions", "model")
+DEFAULTS = {"daily": 7, "trades": 10}
+LIMITS = {"daily": 31, "trades": 30}
 MAX_ANSWER = 1800  # characters: Signal turns longer texts into an attachment
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -206,71 +217,151 @@ class Commander:
         if not words:
             return tx.HELP
         cmd, rest = words[0].lower(), (words[1].strip() if len(words) > 1 else "")
-        if cmd == "status":
-            return self._status()
+        if cmd in READS:
+            return self._read(cmd, rest, text)
         if cmd in ("pause", "resume"):
             return self._control(cmd)
         if cmd == "kill":
             return self._kill(rest, peer)
+        if cmd == "forceexit":
+            return self._forceexit(rest, peer)
         if cmd == "ask":
             return self._ask(rest, peer)
         if cmd in ("help", "start", "?"):
             return tx.HELP
         return f"unknown command {cmd!r}.\n{tx.HELP}"
 
-    def _status(self) -> str:
-        from tradekit.live.status import snapshot
+    def _read(self, cmd: str, rest: str, text: str) -> str:
+        """A read-only command, drawn from one read of the ledger."""
+        from tradekit.ask.lang import answer_language
+        from tradekit.ledger import LedgerView
+        from tradekit.report import phone
+        from tradekit.report import text as rt
+        from tradekit.report.fmt import Fmt
+        from tradekit.report.snapshot import build
+
+        n = _count(rest, DEFAULTS.get(cmd, 0), LIMITS.get(cmd, 0))
+        if n is None:
+            return f"{cmd}: expected a number from 1 to {LIMITS[cmd]}, e.g. `{cmd} 5`"
+        lang = answer_language(self.cfg.ask.language, text)
+        try:
+            with LedgerView(self.state_path) as view, view.snapshot():
+                snap = build(view, ledger=self.state_path)
+                f = Fmt(lang, snap.currency, self.tz)
+                if cmd == "status":
+                    return rt.phone(snap, f)
+                if cmd == "profit":
+                    return phone.profit(view, snap, f)
+                if cmd == "daily":
+                    return phone.daily(view, f, days=n, until_ms=self.clock())
+                if cmd == "balance":
+                    return phone.balance(view, snap, f)
+                if cmd == "trades":
+                    return phone.trades(view, f, limit=n)
+                if cmd == "performance":
+                    return phone.performance(view, f)
+                if cmd == "positions":
+                    return phone.positions(snap, f)
+                return phone.model(self.cfg.run.model, snap, f)
+        except TradekitError as e:
+            return f"{cmd} unavailable: {e}"
+
+    def _snapshot(self) -> Snapshot | None:
+        from tradekit.report.snapshot import load
 
         try:
-            snap = snapshot(self.state_path)
-        except TradekitError as e:
-            return f"status unavailable: {e}"
-        return tx.status(snap, self.tz)
+            return load(self.state_path)
+        except TradekitError:
+            return None
 
     def _running(self) -> bool:
-        from tradekit.live.status import snapshot
-
-        try:
-            return bool(snapshot(self.state_path)["running"])
-        except TradekitError:
-            return False
+        snap = self._snapshot()
+        return snap is not None and snap.running
 
     def _control(self, cmd: str) -> str:
-        self.ledger.request(cmd)
-        if self._running():
-            return f"{cmd}: requested; the running loop applies it within one poll"
-        return f"{cmd}: requested; no loop is running: the next `tradekit run` applies it first"
+        from tradekit.report.text import requested
 
-    def _kill(self, code: str, peer: str) -> str:
-        pending = self.ledger.state("kill")
+        self.ledger.request(cmd)
+        return requested(cmd, self._running())
+
+    def _code(self, what: str, peer: str, **extra: Any) -> str:
+        """A new one-time confirmation code for ``what`` (kill, forceexit)."""
+        new = f"{secrets.randbelow(10**6):06d}"
         now = self.clock()
-        if not code:
-            new = f"{secrets.randbelow(10**6):06d}"
-            self.ledger.set_state(
-                "kill", {"code": new, "expires_ms": now + KILL_TTL_MS, "peer": peer}
-            )
-            until = tx.clock(now + KILL_TTL_MS, self.tz)
-            return (
-                f"kill closes every position at market and stops the loop. To confirm, send "
-                f"`kill {new}` within {KILL_TTL_MS // 1000} s (by {until})."
-            )
-        # One try per code: a wrong guess spends it.
-        self.ledger.drop_state("kill")
+        self.ledger.set_state(
+            what, {"code": new, "expires_ms": now + CODE_TTL_MS, "peer": peer, **extra}
+        )
+        return new
+
+    def _confirmed(self, what: str, code: str, peer: str) -> tuple[dict[str, Any] | None, str]:
+        """(the pending request, "") when ``code`` confirms it, else (None, why). One try per
+        code: a wrong guess spends it."""
+        pending = self.ledger.state(what)
+        now = self.clock()
+        self.ledger.drop_state(what)
         ok = (
             isinstance(pending, dict)
             and secrets.compare_digest(str(pending.get("code")), code)
             and int(pending.get("expires_ms", 0)) >= now
             and pending.get("peer") == peer
         )
-        if not ok:
-            why = "expired" if isinstance(pending, dict) else "no kill pending"
-            if isinstance(pending, dict) and int(pending.get("expires_ms", 0)) >= now:
-                why = "wrong code"
+        if ok:
+            assert isinstance(pending, dict)
+            return pending, ""
+        why = "expired" if isinstance(pending, dict) else f"no {what} pending"
+        if isinstance(pending, dict) and int(pending.get("expires_ms", 0)) >= now:
+            why = "wrong code"
+        return None, why
+
+    def _until(self) -> str:
+        return tx.clock(self.clock() + CODE_TTL_MS, self.tz)
+
+    def _kill(self, code: str, peer: str) -> str:
+        if not code:
+            new = self._code("kill", peer)
+            return (
+                f"kill closes every position at market and stops the loop. To confirm, send "
+                f"`kill {new}` within {CODE_TTL_MS // 1000} s (by {self._until()})."
+            )
+        pending, why = self._confirmed("kill", code, peer)
+        if pending is None:
             return f"kill: {why}; nothing done. Send `kill` for a new code."
         self.ledger.request("kill")
         if self._running():
             return "kill: requested; the loop cancels orders, closes positions and stops"
-        return "kill: requested; no loop is running: the next `tradekit run` applies it first"
+        return (
+            "kill: queued, not applied: no loop is running; the next `tradekit run` applies "
+            "it first"
+        )
+
+    def _forceexit(self, rest: str, peer: str) -> str:
+        """``forceexit SYMBOL`` asks for a code; ``forceexit SYMBOL CODE`` queues the sell."""
+        words = rest.split()
+        snap = self._snapshot()
+        held = [p.symbol for p in snap.positions] if snap is not None else []
+        open_txt = ", ".join(held) or "none"
+        if not words or len(words) > 2:
+            return f"forceexit which position? Send `forceexit SYMBOL` (open: {open_txt})."
+        symbol = match_symbol(words[0], held)
+        if symbol is None:
+            return f"forceexit: no open position in {words[0]} (open: {open_txt}); nothing done."
+        if len(words) == 1:
+            new = self._code("forceexit", peer, symbol=symbol)
+            return (
+                f"forceexit sells all of {symbol} at market (its exchange stop is canceled "
+                f"first); entries go on. To confirm, send `forceexit {symbol} {new}` within "
+                f"{CODE_TTL_MS // 1000} s (by {self._until()})."
+            )
+        pending, why = self._confirmed("forceexit", words[1], peer)
+        if pending is not None and pending.get("symbol") != symbol:
+            why = f"the code was for {pending.get('symbol')}"
+            pending = None
+        if pending is None:
+            return f"forceexit: {why}; nothing done. Send `forceexit {symbol}` for a new code."
+        from tradekit.report.text import requested
+
+        self.ledger.request(f"{FORCEEXIT}{symbol}")
+        return requested(f"forceexit {symbol}", snap is not None and snap.running)
 
     def _ask(self, question: str, peer: str) -> str | None:
         if not question:
@@ -324,3 +415,23 @@ class Commander:
         if worker is not None:
             worker.join(timeout_s)
         return not self.busy
+
+
+def _count(text: str, default: int, high: int) -> int | None:
+    """``daily 5``'s number: ``default`` when absent, None when not 1..high."""
+    if not text:
+        return default
+    if not high or not text.isdigit() or not 1 <= int(text) <= high:
+        return None
+    return int(text)
+
+
+def match_symbol(given: str, held: list[str]) -> str | None:
+    """The held symbol ``given`` names: ``BTC/USD``, ``btc/usd``, ``BTCUSD`` or its base
+    ``BTC`` when only one held symbol has it."""
+    key = given.upper().replace("-", "/")
+    for sym in held:
+        if key in (sym.upper(), sym.upper().replace("/", "")):
+            return sym
+    bases = [sym for sym in held if sym.upper().split("/")[0] == key]
+    return bases[0] if len(bases) == 1 else None

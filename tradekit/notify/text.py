@@ -7,10 +7,12 @@ the tests render the same text. Times are the person's (``[notify] timezone``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from typing import Any
 
-from tradekit.timeutil import fmt_local
+from tradekit.report.fmt import EN, Fmt
+from tradekit.report.snapshot import Snapshot
+from tradekit.report.text import phone
 
 LEVELS = {"info": 0, "warning": 1, "error": 2}
 OFF = 99  # [notify] events = "off": no level reaches it
@@ -34,17 +36,15 @@ def level_rank(level: str) -> int:
 
 
 def qty(x: float) -> str:
-    return f"{x:.6g}"
+    return EN.qty(x, 6)
 
 
 def price(x: float) -> str:
-    if x != x:  # NaN: no exit price (nothing sold)
-        return "-"
-    return f"{x:,.2f}" if abs(x) >= 100 else f"{x:.6g}"
+    return EN.price(x)  # NaN (no exit price: nothing sold) is "-"
 
 
 def money(x: float) -> str:
-    return f"{x:+,.2f}"
+    return EN.money(x, signed=True)
 
 
 def _clip(text: str, n: int = MAX_LINE) -> str:
@@ -90,48 +90,27 @@ def repeated(kind: str, count: int, last: str) -> str:
 
 def clock(ms: int, tz: tzinfo) -> str:
     """A time of day for the phone: ``21:02:30 CET``."""
-    dt = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
-    return f"{dt:%H:%M:%S} {dt.tzname()}"
+    return Fmt(tz=tz).clock(ms)
 
 
-def status(snap: Mapping[str, Any], tz: tzinfo = UTC) -> str:
-    """``tradekit status`` cut to a phone screen, times in ``tz``."""
-    lines = [f"📊 {snap['mode']}: {snap['state']}"]
-    if snap.get("last_candle_ms") is not None:
-        lines.append(f"last candle {fmt_local(snap['last_candle_ms'], tz)}")
-    eq, dd = snap.get("equity"), snap.get("drawdown")
-    if isinstance(eq, int | float):
-        dd_txt = f", drawdown {dd:.1%}" if isinstance(dd, int | float) else ""
-        lines.append(f"equity {eq:,.2f}{dd_txt}")
-    lines.append(
-        f"P&L today {money(snap['realized_pnl_today'])} ({snap['trades_today']} trades), "
-        f"total {money(snap['realized_pnl_total'])} ({snap['trades_total']})"
-    )
-    positions = snap.get("positions") or []
-    if not positions:
-        lines.append("no open positions")
-    for p in positions[:8]:
-        pct = p.get("unrealized_pct")
-        pct_txt = f" ({pct:+.1%})" if isinstance(pct, int | float) else ""
-        lines.append(
-            f"• {p['symbol']} {qty(p['qty'])} @ {price(p['entry_price'])}, "
-            f"now {price(p['last_price'])}, {money(p['unrealized_pnl'])}{pct_txt}"
-        )
-    if len(positions) > 8:
-        lines.append(f"… and {len(positions) - 8} more")
-    orders = snap.get("open_orders") or []
-    if orders:
-        lines.append(f"{len(orders)} open order(s)")
-    if snap.get("model_version"):
-        lines.append(f"model {snap['model_version']}")
-    return "\n".join(lines)
+def status(snap: Snapshot, tz: tzinfo = UTC) -> str:
+    """``tradekit status`` cut to a phone screen, times in ``tz``, English numbers."""
+    return phone(snap, Fmt("en", snap.currency, tz))
 
 
 HELP = (
     "tradekit commands:\n"
-    "status: positions, P&L, equity\n"
+    "status: state, equity, P&L, positions\n"
+    "profit: closed and open P&L, win rate\n"
+    "daily [N]: P&L of the last N UTC days (7)\n"
+    "balance: cash and holdings\n"
+    "trades [N]: the last N closed trades (10)\n"
+    "performance: P&L per pair\n"
+    "positions: open positions and stops\n"
+    "model: the model and its gate receipt\n"
     "pause: no new entries (exits go on)\n"
     "resume: allow entries again\n"
+    "forceexit SYMBOL: sell one position (asks for a code)\n"
     "kill: close everything and stop (asks for a code)\n"
     "ask <question>: a read-only analyst's answer\n"
     "help: this list"

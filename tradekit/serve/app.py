@@ -28,6 +28,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tradekit.errors import InputError, UsageError
 from tradekit.ledger import LedgerView
+from tradekit.report.snapshot import Snapshot
+from tradekit.report.snapshot import build as build_snapshot
+from tradekit.report.snapshot import load as load_snapshot
 from tradekit.serve import api, files, pages, records
 from tradekit.serve.html import Page, day_ms, document, esc
 from tradekit.serve.site import Site
@@ -168,19 +171,18 @@ class Reads:
             return False
         return hmac.compare_digest(given.strip().encode(), self.site.token.encode())
 
-    def snap(self) -> dict[str, Any]:
-        from tradekit.live.status import snapshot
-
-        return snapshot(self.site.ledger)
+    def snap(self, v: LedgerView) -> Snapshot:
+        """The bot now, from the request's own read transaction."""
+        return build_snapshot(v, ledger=str(self.site.ledger))
 
     def status(self, v: LedgerView, r: Request) -> Any:
-        return self.snap()
+        return self.snap(v).as_json()
 
     def balance(self, v: LedgerView, r: Request) -> Any:
-        return api.balance(v, self.snap())
+        return api.balance(v, self.snap(v))
 
     def profit(self, v: LedgerView, r: Request) -> Any:
-        return api.profit(v, self.snap())
+        return api.profit(v, self.snap(v))
 
     def performance(self, v: LedgerView, r: Request) -> Any:
         return api.performance(v)
@@ -204,7 +206,7 @@ class Reads:
         )
 
     def positions(self, v: LedgerView, r: Request) -> Any:
-        return api.positions(v, self.snap())
+        return api.positions(v, self.snap(v))
 
     def orders(self, v: LedgerView, r: Request) -> Any:
         q = r.query_params
@@ -269,16 +271,16 @@ class Screens:
         self.site = reads.site
 
     def overview(self, v: LedgerView, r: Request) -> Page:
-        return pages.overview(self.site, v, self.reads.snap())
+        return pages.overview(self.site, v, self.reads.snap(v))
 
     def positions(self, v: LedgerView, r: Request) -> Page:
-        return pages.positions(self.site, v, self.reads.snap())
+        return pages.positions(self.site, v, self.reads.snap(v))
 
     def trades(self, v: LedgerView, r: Request) -> Page:
         return records.trades(self.site, v, r.query_params)
 
     def chart(self, v: LedgerView, r: Request) -> Page:
-        return pages.chart(self.site, v, self.reads.snap(), r.query_params.get("symbol"))
+        return pages.chart(self.site, v, self.reads.snap(v), r.query_params.get("symbol"))
 
     def decisions(self, v: LedgerView, r: Request) -> Page:
         return records.decisions(self.site, v, r.query_params)
@@ -287,7 +289,7 @@ class Screens:
         return records.events(self.site, v, r.query_params)
 
     def models(self, v: LedgerView, r: Request) -> Page:
-        return records.models(self.site, v, self.reads.snap())
+        return records.models(self.site, v, self.reads.snap(v))
 
     def deploys(self, v: LedgerView, r: Request) -> Page:
         return records.deploys(self.site)
@@ -397,9 +399,8 @@ def _control(
 
 def _request(site: Site, command: str) -> dict[str, Any]:
     from tradekit.ledger import SideLedger
-    from tradekit.live.status import snapshot
 
-    running = snapshot(site.ledger)["running"]  # also checks the ledger is there
+    running = load_snapshot(site.ledger).running  # also checks the ledger is there
     with SideLedger(site.ledger) as side:
         cid = side.request(command)
     return {

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tradekit import __version__
+from tradekit.report.fmt import EN
 from tradekit.timeutil import fmt_ms
 
 NAV = (
@@ -38,17 +39,15 @@ def esc(v: object) -> Markup:
 
 
 def money(v: object) -> str:
-    return f"{v:,.2f}" if isinstance(v, int | float) and v == v else "-"
+    return EN.money(v)
 
 
 def pct(v: object, *, signed: bool = True) -> str:
-    if not isinstance(v, int | float) or v != v:
-        return "-"
-    return f"{v:+.2%}" if signed else f"{v:.2%}"
+    return EN.pct(v, signed=signed)
 
 
 def num(v: object) -> str:
-    return f"{v:.8g}" if isinstance(v, int | float) and v == v else "-"
+    return EN.qty(v)
 
 
 def when(ms: object) -> str:

@@ -5,10 +5,10 @@ serves (:mod:`tradekit.serve.api`); :mod:`tradekit.serve.records` has the record
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import urlencode
 
 from tradekit.ledger import LedgerView
+from tradekit.report.snapshot import Snapshot
 from tradekit.serve import api, files
 from tradekit.serve.html import (
     Cell,
@@ -31,26 +31,24 @@ from tradekit.serve.site import Site
 # -- overview --------------------------------------------------------------------------------
 
 
-def state_block(snap: dict[str, Any], view: LedgerView) -> Markup:
+def state_block(snap: Snapshot, view: LedgerView) -> Markup:
     """Running, paused or halted, with each halt's reason and since when, and the controls
     still waiting for the loop."""
-    run = "running" if snap["running"] else "stopped"
+    run = "running" if snap.running else "stopped"
     badges = [f'<span class="badge {run}">{run}</span>']
-    if snap["paused"]:
+    if snap.paused:
         badges.append('<span class="badge paused">paused</span>')
-    for h in snap["halts"]:
-        badges.append(f'<span class="badge halted">halted: {esc(h["kind"])}</span>')
+    for h in snap.halts:
+        badges.append(f'<span class="badge halted">halted: {esc(h.kind)}</span>')
     items: list[tuple[str, object]] = [
-        ("mode", snap["mode"]),
-        ("last candle", when(snap["last_candle_ms"])),
-        ("heartbeat", when(snap["heartbeat_ms"])),
+        ("mode", snap.mode),
+        ("last candle", when(snap.last_candle_ms)),
+        ("heartbeat", when(snap.heartbeat_ms)),
     ]
-    for h in snap["halts"]:
-        reason = api_halt_text(h["kind"])
-        items.append((f"halted ({h['kind']})", f"{reason}; since {when(h.get('since_ms'))}"))
-    pending = view.pending_controls()
-    for c in pending:
-        items.append(("requested", f"{c['command']} at {when(c['requested_ms'])} (pending)"))
+    for h in snap.halts:
+        items.append((f"halted ({h.kind})", f"{h.text}; since {when(h.since_ms)}"))
+    for pend in snap.pending:
+        items.append(("requested", f"{pend.command} at {when(pend.requested_ms)} (pending)"))
     last = view.recent_controls(1)
     if last and last[0]["done_ms"] is not None:
         c = last[0]
@@ -60,32 +58,26 @@ def state_block(snap: dict[str, Any], view: LedgerView) -> Markup:
     )
 
 
-def api_halt_text(kind: str) -> str:
-    from tradekit.live.status import HALT_TEXT
-
-    return HALT_TEXT.get(kind, kind)
-
-
-def overview(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
+def overview(site: Site, view: LedgerView, snap: Snapshot) -> Page:
     risk = site.risk
-    equity = snap["equity"] or 0.0
-    exposure = sum(p["value"] for p in snap["positions"])
-    unrealized = sum(p["unrealized_pnl"] for p in snap["positions"])
+    equity = snap.equity or 0.0
+    exposure = snap.exposure
+    unrealized = snap.unrealized_pnl
     money_card = dl(
         [
-            ("equity", money(snap["equity"])),
-            ("cash", money(snap["cash"])),
-            ("drawdown", pct(snap["drawdown"], signed=False)),
-            ("P&L today", f"{money(snap['realized_pnl_today'])} ({snap['trades_today']} trades)"),
-            ("P&L total", f"{money(snap['realized_pnl_total'])} ({snap['trades_total']} trades)"),
+            ("equity", money(snap.equity)),
+            ("cash", money(snap.cash)),
+            ("drawdown", pct(snap.drawdown, signed=False)),
+            ("P&L today", f"{money(snap.realized_pnl_today)} ({snap.trades_today} trades)"),
+            ("P&L total", f"{money(snap.realized_pnl_total)} ({snap.trades_total} trades)"),
             ("unrealized", money(unrealized)),
-            ("fees paid", money(snap["fees_paid"])),
+            ("fees paid", money(snap.fees_paid)),
         ]
     )
     caps = table(
         ["limit", "now", "cap"],
         [
-            ["open positions", len(snap["positions"]), risk.max_open_positions],
+            ["open positions", len(snap.positions), risk.max_open_positions],
             [
                 "exposure",
                 pct(exposure / equity if equity else 0.0, signed=False),
@@ -93,22 +85,20 @@ def overview(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
             ],
             *[
                 [
-                    f"position {p['symbol']}",
-                    pct(p["value"] / equity if equity else 0.0, signed=False),
+                    f"position {p.symbol}",
+                    pct(p.value / equity if equity else 0.0, signed=False),
                     pct(risk.max_position_frac, signed=False),
                 ]
-                for p in snap["positions"]
+                for p in snap.positions
             ],
             [
                 "daily loss halt",
-                pct(
-                    max(0.0, -snap["realized_pnl_today"] / equity) if equity else 0.0, signed=False
-                ),
+                pct(max(0.0, -snap.realized_pnl_today / equity) if equity else 0.0, signed=False),
                 cap(risk.daily_loss_halt_frac),
             ],
             [
                 "drawdown halt",
-                pct(snap["drawdown"], signed=False),
+                pct(snap.drawdown, signed=False),
                 cap(risk.max_drawdown_halt_frac),
             ],
         ],
@@ -135,7 +125,7 @@ def cap(frac: float) -> str:
     return pct(frac, signed=False) if frac > 0 else "off"
 
 
-def model_block(site: Site, snap: dict[str, Any]) -> Markup:
+def model_block(site: Site, snap: Snapshot) -> Markup:
     info = files.model_info(site.model_dir)
     if not info["available"]:
         body = f'<p class="warn">{esc(info["problem"])}</p>'
@@ -145,7 +135,7 @@ def model_block(site: Site, snap: dict[str, Any]) -> Markup:
         body = dl(
             [
                 ("version", m["version"]),
-                ("the loop runs", snap["model_version"] or "-"),
+                ("the loop runs", snap.model_version or "-"),
                 ("kind", f"{m['kind']} ({m['objective']}, label {m['label']})"),
                 ("trained", m["created_at"]),
                 ("gate receipt", gate),
@@ -183,7 +173,7 @@ def control_panel(site: Site) -> str:
 # -- positions, trades -----------------------------------------------------------------------
 
 
-def positions(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
+def positions(site: Site, view: LedgerView, snap: Snapshot) -> Page:
     doc = api.positions(view, snap)
     rows = []
     for p in doc["positions"]:
@@ -267,7 +257,7 @@ def positions(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
 # -- charts ----------------------------------------------------------------------------------
 
 
-def chart(site: Site, view: LedgerView, snap: dict[str, Any], symbol: str | None) -> Page:
+def chart(site: Site, view: LedgerView, snap: Snapshot, symbol: str | None) -> Page:
     symbols = view.symbols()
     symbol = symbol if symbol in symbols else (symbols[0] if symbols else None)
     tabs = " ".join(
@@ -284,8 +274,8 @@ def chart(site: Site, view: LedgerView, snap: dict[str, Any], symbol: str | None
         "exchange); lower pane: the model's prediction at each close.</p></section>"
     )
     last = view.last_decisions().get(symbol)
-    pos = next((p for p in snap["positions"] if p["symbol"] == symbol), None)
-    stops = [o for o in snap["open_orders"] if o["symbol"] == symbol and o["kind"] == "stop"]
+    pos = snap.position(symbol)
+    stops = [o for o in snap.open_orders if o.symbol == symbol and o.kind == "stop"]
     items: list[tuple[str, object]] = [
         (
             "last decision",
@@ -296,13 +286,13 @@ def chart(site: Site, view: LedgerView, snap: dict[str, Any], symbol: str | None
         ),
         (
             "position",
-            f"{num(pos['qty'])} @ {num(pos['entry_price'])}, stop {num(pos['stop_price'])}"
+            f"{num(pos.qty)} @ {num(pos.entry_price)}, stop {num(pos.stop_price)}"
             if pos
             else "none",
         ),
         (
             "stop on the exchange",
-            ", ".join(f"{num(o['stop_price'])} ({o['status']})" for o in stops) or "none",
+            ", ".join(f"{num(o.stop_price)} ({o.status})" for o in stops) or "none",
         ),
     ]
     return Page("Charts", f'<section class="card">{dl(items)}</section>', shell, charts=True)

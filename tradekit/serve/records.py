@@ -4,10 +4,10 @@ codes, events, the model in use with its receipt and the candidates, and the dep
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 from urllib.parse import urlencode
 
 from tradekit.ledger import LedgerView
+from tradekit.report.snapshot import Snapshot
 from tradekit.serve import api, files
 from tradekit.serve.html import (
     Cell,
@@ -196,7 +196,7 @@ def events(site: Site, view: LedgerView, q: Mapping[str, str]) -> Page:
     )
 
 
-def models(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
+def models(site: Site, view: LedgerView, snap: Snapshot) -> Page:
     info = files.model_info(site.model_dir)
     parts = [f'<section class="card wide"><h2>In use: {esc(site.model_dir)}</h2>']
     if not info["available"]:
@@ -207,7 +207,7 @@ def models(site: Site, view: LedgerView, snap: dict[str, Any]) -> Page:
             dl(
                 [
                     ("version", m["version"]),
-                    ("the loop runs", snap["model_version"] or "-"),
+                    ("the loop runs", snap.model_version or "-"),
                     ("directory", info["resolved"]),
                     ("kind", m["kind"]),
                     (

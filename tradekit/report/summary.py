@@ -16,9 +16,12 @@ from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
-from tradekit.ask.context import DAY_MS, equity_window, killed, quote_currency, risk_state
 from tradekit.errors import UsageError
 from tradekit.ledger import LedgerView
+from tradekit.report.account import equity_window
+from tradekit.report.fmt import Fmt
+from tradekit.report.snapshot import DAY_MS
+from tradekit.report.snapshot import build as build_snapshot
 from tradekit.timeutil import fmt_local, fmt_ms, now_ms, zone_name
 
 SCHEMA = "summary/1"
@@ -51,12 +54,9 @@ def build_summary(
     (day or week) ending at ``at_ms`` (default: the latest equity candle). ``clock_ms`` is the
     time the staleness note compares against (default: ``at_ms`` or the wall clock); ``tz``
     the zone the text will show times in (named in the document)."""
-    from tradekit.live.status import snapshot
-
     start, end = window(path, period, at_ms)
-    snap = snapshot(path)
     with LedgerView(path) as view, view.snapshot():
-        symbols = view.symbols()
+        snap = build_snapshot(view, ledger=str(path))
         eq = equity_window(view, start, end)
         peak_row = view.equity_at(end)
         trades = [
@@ -74,7 +74,6 @@ def build_summary(
                 last_message=r["message"],
             )
         last = view.last_candle_ms()
-        was_killed = killed(view)
     peak = float(peak_row["peak"]) if peak_row else None
     if peak_row is not None:
         peak = max(peak or 0.0, float(peak_row["equity"]))
@@ -83,7 +82,7 @@ def build_summary(
     best = max(trades, key=lambda t: t["pnl"]) if trades else None
     worst = min(trades, key=lambda t: t["pnl"]) if trades else None
     clock = clock_ms if clock_ms is not None else (at_ms if at_ms is not None else now_ms())
-    version = snap.get("model_version") or _manifest_version(model_dir)
+    version = snap.model_version or _manifest_version(model_dir)
     return {
         "schema": SCHEMA,
         "period": period,
@@ -94,10 +93,10 @@ def build_summary(
         "timezone": zone_name(tz),
         "last_candle_ms": last,
         "stale_days": (clock - last) // DAY_MS if last is not None and clock - last > DAY_MS else 0,
-        "mode": snap["mode"],
-        "state": snap["state"].split(",")[0],
+        "mode": snap.mode,
+        "state": snap.state.split(",")[0],
         "model_version": version,
-        "currency": quote_currency(symbols or [p["symbol"] for p in snap["positions"]]),
+        "currency": snap.currency,
         "equity": equity_end,
         "equity_start": eq["start"] if eq else None,
         "change": eq["change"] if eq else None,
@@ -113,19 +112,16 @@ def build_summary(
         "worst": worst,
         "positions": [
             {
-                k: p[k]
-                for k in (
-                    "symbol",
-                    "qty",
-                    "entry_price",
-                    "last_price",
-                    "unrealized_pnl",
-                    "unrealized_pct",
-                )
+                "symbol": p.symbol,
+                "qty": p.qty,
+                "entry_price": p.entry_price,
+                "last_price": p.last_price,
+                "unrealized_pnl": p.unrealized_pnl,
+                "unrealized_pct": p.unrealized_pct,
             }
-            for p in snap["positions"]
+            for p in snap.positions
         ],
-        "risk": risk_state(snap, was_killed),
+        "risk": snap.risk,
         "events": sorted(
             events.values(), key=lambda e: (LEVEL_ORDER.get(e["level"], 9), -e["count"], e["kind"])
         ),
@@ -143,31 +139,20 @@ def _manifest_version(model_dir: str | Path | None) -> str | None:
     return str(v) if v else None
 
 
-def _m(v: Any, signed: bool = False) -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v:+,.2f}" if signed else f"{v:,.2f}"
-
-
-def _p(v: Any, signed: bool = True) -> str:
-    if not isinstance(v, int | float):
-        return "-"
-    return f"{v * 100:+.2f} %" if signed else f"{v * 100:.2f} %"
-
-
 def _cut(text: str, width: int = WIDTH) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def render(doc: dict[str, Any], tz: tzinfo = UTC) -> str:
-    """Short lines for a phone (at most ~40 columns), times in ``tz``."""
-    cur = f" {doc['currency']}" if doc["currency"] else ""
+def render(doc: dict[str, Any], tz: tzinfo = UTC, lang: str = "en") -> str:
+    """Short lines for a phone (at most ~40 columns), times in ``tz``, numbers in ``lang``'s
+    style (German: decimal commas)."""
+    f = Fmt(lang, doc["currency"], tz)
     p = doc["period"]
     lines = [
         f"tradekit {'daily' if p == 'day' else 'weekly'} summary",
-        f"from {fmt_local(doc['start_ms'], tz)}",
-        f"to   {fmt_local(doc['end_ms'], tz)}",
+        f"from {f.time(doc['start_ms'])}",
+        f"to   {f.time(doc['end_ms'])}",
         f"mode {doc['mode']}, {doc['state']}",
         f"model {doc['model_version'] or '-'}",
     ]
@@ -175,27 +160,33 @@ def render(doc: dict[str, Any], tz: tzinfo = UTC) -> str:
         lines.append(f"! last candle {doc['stale_days']} d old")
     lines += [
         "",
-        f"Equity  {_m(doc['equity'])}{cur}",
-        f"Change  {_m(doc['change'], True)} ({_p(doc['change_pct'])})",
-        f"P&L     {_m(doc['realized_pnl'], True)} realized",
+        f"Equity  {f.money(doc['equity'], cur=True)}",
+        f"Change  {f.money(doc['change'], signed=True)} ({f.pct(doc['change_pct'])})",
+        f"P&L     {f.money(doc['realized_pnl'], signed=True)} realized",
     ]
     n = doc["trades"]
     if n:
         lines.append(f"Trades  {n}: {doc['wins']} won, {doc['losses']} lost")
         for label in ("best", "worst"):
             t = doc[label]
-            lines.append(f" {label:<6} {t['symbol']} {_m(t['pnl'], True)} ({_p(t['pnl_pct'])})")
+            lines.append(
+                f" {label:<6} {t['symbol']} {f.money(t['pnl'], signed=True)} "
+                f"({f.pct(t['pnl_pct'])})"
+            )
     else:
         lines.append("Trades  none closed")
     lines += [
-        f"DD {p:<5}{_p(doc['max_drawdown_period'], False)}",
-        f"DD peak {_p(doc['drawdown_from_peak'], False)} of {_m(doc['peak'])}",
+        f"DD {p:<5}{f.pct(doc['max_drawdown_period'], signed=False)}",
+        f"DD peak {f.pct(doc['drawdown_from_peak'], signed=False)} of {f.money(doc['peak'])}",
         "",
     ]
     pos = doc["positions"]
     lines.append(f"Positions: {len(pos) or 'none'}")
     for x in pos:
-        lines.append(f" {x['symbol']} {_m(x['unrealized_pnl'], True)} ({_p(x['unrealized_pct'])})")
+        lines.append(
+            f" {x['symbol']} {f.money(x['unrealized_pnl'], signed=True)} "
+            f"({f.pct(x['unrealized_pct'])})"
+        )
     lines.append(f"Risk: {doc['risk']['text']}")
     if doc["events"]:
         lines.append("Events:")
@@ -232,7 +223,7 @@ def write_png(path: str | Path, file: str | Path, doc: dict[str, Any], tz: tzinf
         ax.text(0.5, 0.5, "no equity in this period", ha="center", va="center")
     cur = f" ({doc['currency']})" if doc["currency"] else ""
     end = fmt_local(doc["end_ms"], tz)
-    ax.set_title(f"Equity{cur}, {doc['period']} to {end}  {_p(doc['change_pct'])}")
+    ax.set_title(f"Equity{cur}, {doc['period']} to {end}  {Fmt().pct(doc['change_pct'])}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(file) as tmp:
