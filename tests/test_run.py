@@ -737,6 +737,75 @@ def test_model_driven_once(
     assert _status(run_cli, env)["model_version"] == version
 
 
+def test_the_loop_is_lean_and_predicts_as_the_model_does(
+    kraken: KrakenServer,
+    kraken_env: dict[str, str],
+    tmp_path: Path,
+    models: dict[str, Path],
+) -> None:
+    """A real `run` process with a LightGBM model loads none of numba, pandas, pyarrow,
+    lightgbm or all of ccxt (the rules run interpreted, the model through treelite, the
+    features a candle at a time, the store through a child process), and its predictions are
+    the model's own: `predict` on features from `featurize` of the same candles."""
+    from tradekit.cli.main import main
+    from tradekit.contracts import read_table, write_ohlcv
+
+    current = tmp_path / "models" / "current"
+    _deploy(models["a"], current)
+    env = _env(kraken_env, tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tradekit", "run", "--once"],
+        env=cli_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    loaded = {ln.rsplit("|", 1)[1].strip() for ln in r.stderr.splitlines() if "import time:" in ln}
+    heavy = {"numba", "pandas", "pyarrow", "lightgbm", "ccxt.binance", "llvmlite"} & loaded
+    assert not heavy, heavy
+    assert {"treelite.gtil", "ccxt.abstract.kraken"} <= loaded
+    # The same candles through the batch path and LightGBM itself.
+    from tradekit.live.history import History
+
+    hist = History(list(SYMBOLS), HOUR, 100_000)
+    hist.load(tmp_path / "state" / "ledger.candles.npz", "kraken/1h")
+    rows = []
+    for sym in SYMBOLS:
+        for c in hist.rows[sym]:
+            rows.append((sym, int(c[0]), *c[1:6]))
+    frame = pd.DataFrame(rows, columns=["symbol", "ts", "open", "high", "low", "close", "volume"])
+    frame["timestamp"] = pd.to_datetime(frame.pop("ts"), unit="ms", utc=True).dt.as_unit("ms")
+    cols = ["symbol", "timestamp", "open", "high", "low", "close", "volume"]
+    write_ohlcv(frame[cols], tmp_path / "o.parquet", {"exchange": "kraken", "timeframe": "1h"})
+    feats, preds = tmp_path / "f.parquet", tmp_path / "p.parquet"
+    with pytest.MonkeyPatch.context() as mp:
+        for var in [v for v in os.environ if v.startswith("TRADEKIT_")]:
+            mp.delenv(var)
+        argv = ["featurize", str(tmp_path / "o.parquet"), "--feature-set", "minimal"]
+        assert main([*argv, "-o", str(feats)]) == 0
+        assert main(["predict", str(models["a"]), str(feats), "-o", str(preds)]) == 0
+    want, _ = read_table(preds, PREDICTIONS)
+    want = want[want["timestamp"] == pd.Timestamp(FIRST, unit="ms", tz="UTC")]
+    got = _q(tmp_path, "SELECT symbol, prediction FROM decisions WHERE phase = 'close'")
+    assert {g["symbol"]: g["prediction"] for g in got} == dict(
+        zip(want["symbol"], want["prediction"], strict=True)
+    )
+
+
+def test_a_restart_asks_the_exchange_no_markets(
+    run_cli: RunCli, kraken: KrakenServer, kraken_env: dict[str, str], tmp_path: Path
+) -> None:
+    preds = _predictions(tmp_path / "preds.parquet")
+    env = _env(kraken_env, tmp_path)
+    assert run_cli("run", "--once", "-p", str(preds), env=env).code == 0
+    n = kraken.state.count("/0/public/AssetPairs")
+    assert n == 1
+    kraken.state.now_ms += HOUR
+    assert run_cli("run", "--once", "-p", str(preds), env=env).code == 0
+    assert kraken.state.count("/0/public/AssetPairs") == n  # markets from the cache
+
+
 def test_model_reload_while_running(
     run_cli: RunCli,
     kraken: KrakenServer,
@@ -813,13 +882,13 @@ def test_candles_missed_while_down_are_reported_not_replayed(
     assert json.loads(gap["data"]) == {"since_ms": FIRST, "until_ms": FIRST + 3 * HOUR}
     closes = _q(tmp_path, "SELECT DISTINCT candle_ms FROM decisions WHERE phase = 'close'")
     assert sorted(c[0] for c in closes) == [FIRST, FIRST + 3 * HOUR]
-    # The candles were still stored, so features and a restart have them.
-    from tradekit.data.store import Store
+    # The candles were kept in the loop's candle cache, so features and a restart have them.
+    from tradekit.live.history import History
 
-    stored = Store(str(tmp_path / "store")).read("kraken", "1h", "BTC/USD")
-    assert stored is not None
-    ts = stored["timestamp"].dt.as_unit("ms").astype("int64")
-    assert {FIRST + k * HOUR for k in range(4)} <= set(ts)
+    hist = History(["BTC/USD"], HOUR, 1000)
+    hist.load(tmp_path / "state" / "ledger.candles.npz", "kraken/1h")
+    # (a predictions-file run keeps the 3 newest candles)
+    assert {FIRST + k * HOUR for k in range(1, 4)} <= set(hist.rows["BTC/USD"][:, 0].astype(int))
 
 
 def test_exchange_outage_does_not_end_the_loop(

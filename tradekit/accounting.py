@@ -16,7 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import njit
+
+from tradekit.jit import njit, records
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -69,14 +70,14 @@ def new_acct(n_symbols: int) -> NDArray[np.void]:
     a["entry_price"] = np.nan
     a["mae_low"] = np.nan
     a["mfe_high"] = np.nan
-    return a
+    return records(a)
 
 
 def new_wallet(starting_balance: float) -> NDArray[np.void]:
     w = np.zeros(1, dtype=WALLET)
     w["cash"] = starting_balance
     w["equity"] = starting_balance
-    return w
+    return records(w)
 
 
 @njit(cache=True, inline="always")

@@ -47,7 +47,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import njit
+
+from tradekit.jit import njit, records
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -136,7 +137,7 @@ def params(cfg: PolicyConfig) -> NDArray[np.void]:
     r["dip_lookback"] = max(1, cfg.dip_lookback)
     r["n_levels"] = len(levels)
     r["levels"][: len(levels)] = levels
-    return pp
+    return records(pp)
 
 
 def new_state(n_symbols: int, pp: NDArray[np.void]) -> tuple[NDArray[np.void], NDArray[np.float64]]:
@@ -145,7 +146,7 @@ def new_state(n_symbols: int, pp: NDArray[np.void]) -> tuple[NDArray[np.void], N
     st["entry"] = np.nan
     st["prev_pred"] = np.nan
     ring = np.zeros((n_symbols, int(pp[0]["dip_lookback"])), dtype=np.float64)
-    return st, ring
+    return records(st), ring
 
 
 @njit(cache=True)

@@ -33,7 +33,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numba import njit
+
+from tradekit.jit import njit, records
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -132,7 +133,7 @@ def params(cfg: RiskConfig, symbols: Sequence[str]) -> tuple[NDArray[np.void], N
         for i, s in enumerate(symbols):
             if s in listed:
                 member[i, j] = 1.0
-    return rp, member
+    return records(rp), member
 
 
 def new_state(starting_equity: float) -> NDArray[np.void]:
@@ -141,7 +142,7 @@ def new_state(starting_equity: float) -> NDArray[np.void]:
     rs["day"] = -1
     rs["day_start"] = starting_equity
     rs["peak"] = starting_equity
-    return rs
+    return records(rs)
 
 
 @njit(cache=True)

@@ -36,6 +36,7 @@ import numpy as np
 from numba import njit
 
 from tradekit import accounting as ac
+from tradekit import jit
 from tradekit import policy as pol
 from tradekit import risk as rk
 
@@ -58,6 +59,9 @@ def _drop_stale_cache() -> None:
 
 
 _drop_stale_cache()
+
+if not jit.ENABLED:  # the kernel inlines the rules: they must be compiled too
+    raise RuntimeError("the backtest kernel needs the rules compiled (TRADEKIT_JIT is 0)")
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -20,6 +20,7 @@ import typer
 
 from tradekit import __version__
 from tradekit import log as tklog
+from tradekit.cli.args import command as named_command
 from tradekit.errors import TradekitError
 
 if TYPE_CHECKING:
@@ -119,12 +120,14 @@ def _register() -> None:
         data_cmd,
         deploy_cmd,
         doctor_cmd,
+        drift_cmd,
         featurize_cmd,
         fetch_cmd,
         gate_cmd,
         notify_cmd,
         predict_cmd,
         reconcile_cmd,
+        review_cmd,
         run_cmd,
         serve_cmd,
         sweep_cmd,
@@ -151,6 +154,8 @@ def _register() -> None:
     app.command("ask")(ask_cmd.ask)
     app.command("doctor")(doctor_cmd.doctor)
     app.command("serve")(serve_cmd.serve)
+    app.command("drift")(drift_cmd.drift)
+    app.command("review")(review_cmd.review)
     app.add_typer(data_cmd.app, name="data")
     app.add_typer(config_cmd.app, name="config")
 
@@ -158,19 +163,7 @@ def _register() -> None:
 _register()
 
 
-_GLOBAL_VALUES = {"--config", "-c", "--log-level"}
 DEFERRING = ("run",)  # commands that stop at safe points (tradekit.interrupt)
-
-
-def _command(argv: list[str]) -> str | None:
-    """The subcommand named in ``argv`` (after the global options), if any."""
-    it = iter(argv)
-    for tok in it:
-        if tok in _GLOBAL_VALUES:
-            next(it, None)
-        elif not tok.startswith("-"):
-            return tok
-    return None
 
 
 def _error(message: str) -> None:
@@ -192,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # SIGTERM (systemd stop) and Ctrl-C: `run` stops at its next safe point; any other
         # command unwinds at once, rolling back its atomic writes (a fetch saves what it has).
-        if _command(args) in DEFERRING:
+        if named_command(args) in DEFERRING:
             interrupt.defer()
         else:
             interrupt.raise_now()

@@ -74,8 +74,11 @@ class _Higher:
     def add(self, ts: int, o: float, h: float, lo: float, c: float, v: float) -> None:
         b = (ts - self.offset) // self.tf_ms * self.tf_ms + self.offset
         if b != self.bucket:
-            if self.tentative is not None:  # the finished bucket was complete: commit it
-                self.committed = self.tentative
+            if self.count == self.ratio:  # the finished bucket was complete: commit it
+                if self.tentative is not None:
+                    self.committed = self.tentative
+                else:  # never looked at: step the committed state itself, no copy
+                    self.committed.step(*self._candle())
             self._reset_bucket(b)
             self.o, self.h, self.lo = o, h, lo
         else:
@@ -84,17 +87,19 @@ class _Higher:
         self.vols.append(v)
         self.count += 1
         self.close_ms = ts + self.base_ms
-        self.tentative = None
-        if self.count == self.ratio:
-            self.tentative = self._stepped()
+        self.tentative = None  # computed when first asked for (values), at most once
 
-    def _stepped(self) -> SeriesState:
-        """The committed state plus the current bucket's candle (its volume summed as
-        ``np.add.reduceat`` sums it in ``resample``)."""
+    def _candle(self) -> tuple[int, float, float, float, float, float]:
+        """The current bucket's candle (its volume summed as ``np.add.reduceat`` sums it in
+        ``resample``)."""
         assert self.bucket is not None
         vol = float(np.add.reduceat(np.asarray(self.vols), [0])[0])
+        return self.bucket, self.o, self.h, self.lo, self.c, vol
+
+    def _stepped(self) -> SeriesState:
+        """The committed state plus the current bucket's candle."""
         state = self.committed.clone()
-        state.step(self.bucket, self.o, self.h, self.lo, self.c, vol)
+        state.step(*self._candle())
         return state
 
     def warm(
@@ -117,9 +122,14 @@ class _Higher:
 
     def values(self) -> list[float]:
         """The columns of the newest complete candle that the newest base row can see."""
-        t = self.tentative
-        assert self.bucket is not None or t is None
-        if t is not None and self.bucket is not None and self.close_ms >= self.bucket + self.tf_ms:
+        if (
+            self.count == self.ratio
+            and self.bucket is not None
+            and self.close_ms >= self.bucket + self.tf_ms
+        ):
+            if self.tentative is None:
+                self.tentative = self._stepped()
+            t = self.tentative
             return [x for f in self.spec.htf_indicators for x in t.values(f)]
         if self.committed.n:
             return [x for f in self.spec.htf_indicators for x in self.committed.values(f)]

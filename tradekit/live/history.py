@@ -1,19 +1,30 @@
-"""The loop's candle history: the newest candles of every symbol the features need."""
+"""The loop's candle history: the newest candles of every symbol the features need.
+
+Kept in memory as one float64 array per symbol (ms, open, high, low, close, volume) and, after
+each cycle, in a cache file beside the ledger (``.npz``), so a restart starts from it and asks
+the exchange only for what is newer. The candle store (``[data] store``, filled by ``fetch``)
+is read once, for what the cache lacks, by a child process: the loop itself never loads
+pyarrow or pandas.
+"""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tradekit.errors import InputError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from numpy.typing import NDArray
 
+log = logging.getLogger(__name__)
+
 
 class History:
-    """The newest candles of every symbol the features need, kept in memory as one float64
-    array per symbol (ms, open, high, low, close, volume) and appended to the candle store
-    (so a restart does not refetch what it had)."""
+    """The newest ``keep`` candles of each of ``symbols``."""
 
     def __init__(self, symbols: list[str], tf_ms: int, keep: int) -> None:
         import numpy as np
@@ -74,3 +85,56 @@ class History:
         have = self.rows[symbol]
         i = int(np.searchsorted(have[:, 0], t_ms)) if len(have) else 0
         return have[i].tolist() if i < len(have) and have[i, 0] == t_ms else None
+
+    def save(self, path: Path, source: str) -> None:
+        """The history as a cache file (atomic); ``source`` names the exchange/timeframe."""
+        import numpy as np
+
+        from tradekit.fsutil import atomic_path
+
+        arrays: dict[str, Any] = {f"s{i}": self.rows[s] for i, s in enumerate(self.symbols)}
+        arrays["names"] = np.array([source, *self.symbols])
+        try:
+            with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+        except (OSError, InputError) as e:
+            log.warning("candle cache %s not written: %s", path, e)
+
+    def load(self, path: Path, source: str) -> None:
+        """Candles from a cache file of the same source; a missing or foreign file is
+        ignored (the store and the exchange fill in)."""
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                names = [str(x) for x in npz["names"]]
+                if not names or names[0] != source:
+                    return
+                for i, s in enumerate(names[1:]):
+                    if s in self.rows:
+                        self.add(s, npz[f"s{i}"])
+        except (OSError, ValueError, KeyError) as e:
+            if not isinstance(e, FileNotFoundError):
+                log.warning("candle cache %s unreadable (%s); reading the store", path, e)
+
+    def fill_from_store(self, store: Path, exchange: str, timeframe: str) -> None:
+        """Symbols with fewer than ``keep`` candles get the store's newest in front of those
+        held (one child process reads every file)."""
+        import numpy as np
+
+        from tradekit.data.store import Store
+        from tradekit.data.tail import read_in_child
+
+        short = [s for s in self.symbols if len(self.rows[s]) < self.keep]
+        files = {s: Store(store).path(exchange, timeframe, s) for s in short}
+        files = {s: p for s, p in files.items() if p.exists()}
+        try:
+            arrays = read_in_child(list(files.values()), exchange, timeframe, self.keep)
+        except InputError as e:
+            log.warning("%s; starting from the exchange's candles", e)
+            return
+        for s, rows in zip(files, arrays, strict=True):
+            have = self.rows[s]
+            if len(have):
+                rows = rows[rows[:, 0] < have[0, 0]]
+            self.rows[s] = np.concatenate([rows, have])[-self.keep :]

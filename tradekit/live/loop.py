@@ -107,7 +107,8 @@ class Runner:
                     "needs its own [run] state file"
                 )
             self.ex = startup.open_exchange(cfg, self.live)
-            load_markets(self.ex, self.retry)
+            cache = self.state_path.parent / f".markets-{cfg.exchange.id}.json"
+            load_markets(self.ex, self.retry, cache=cache)
             for s in self.symbols:
                 resolve_symbol(self.ex, s)
             interrupt.check()
@@ -216,26 +217,20 @@ class Runner:
         self.history = History(sorted(need), self.tf_ms, max(keep, 3))
 
     def _load_history(self) -> None:
-        """Stored candles (the candle store), then the exchange's newest on top."""
-        import numpy as np
+        """The candle cache beside the ledger, then the store for what it lacks; the
+        exchange's newest come on top at the first cycle."""
+        self.history.load(self._cache, self._source)
+        self.history.fill_from_store(
+            Path(self.cfg.data.store), self.cfg.exchange.id, self.cfg.exchange.timeframe
+        )
 
-        from tradekit.data.store import Store
+    @property
+    def _cache(self) -> Path:
+        return self.state_path.with_name(self.state_path.stem + ".candles.npz")
 
-        store = Store(self.cfg.data.store)
-        self.store = store
-        ex_id = self.cfg.exchange.id
-        tf = self.cfg.exchange.timeframe
-        for s in self.history.symbols:
-            try:
-                df = store.read(ex_id, tf, s)
-            except InputError as e:
-                log.warning("%s; starting %s from the exchange's candles", e, s)
-                df = None
-            if df is not None and len(df):
-                tail = df.iloc[-self.history.keep :]
-                ts = tail["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
-                vals = tail[["open", "high", "low", "close", "volume"]].to_numpy(dtype=np.float64)
-                self.history.add(s, np.column_stack([ts.astype(np.float64), vals]))
+    @property
+    def _source(self) -> str:
+        return f"{self.cfg.exchange.id}/{self.cfg.exchange.timeframe}"
 
     # ---- the loop ------------------------------------------------------------------------
     def _loop(
@@ -307,14 +302,14 @@ class Runner:
         return t
 
     def _fetch(self, now: int) -> dict[str, list[list[float]]]:
-        """The newest candles of every symbol: closed ones into the history and the store;
-        returns each symbol's forming candle(s)."""
+        """The newest candles of every symbol: closed ones into the history (saved to the
+        candle cache); returns each symbol's forming candle(s)."""
         import numpy as np
 
-        from tradekit.data import candles
         from tradekit.data.exchange import call
 
         fresh: dict[str, list[list[float]]] = {}
+        added = 0
         for s in self.history.symbols:
             raw = call(
                 self.ex,
@@ -328,19 +323,10 @@ class Runner:
             # float64 with NaN for a missing value (ccxt gives None for an unknown volume)
             rows = np.asarray(raw, dtype=np.float64).reshape(-1, 6) if raw else np.empty((0, 6))
             done = rows[:, 0] + self.tf_ms <= now
-            closed = rows[done]
-            self.history.add(s, closed)
+            added += self.history.add(s, rows[done])
             fresh[s] = rows[~done].tolist()
-            if len(closed):
-                try:
-                    self.store.append(
-                        self.cfg.exchange.id,
-                        self.cfg.exchange.timeframe,
-                        s,
-                        candles.from_rows(s, closed.tolist()),
-                    )
-                except InputError as e:
-                    log.warning("candle store: %s", e)
+        if added:
+            self.history.save(self._cache, self._source)
         return fresh
 
     def _ohlc(self, t: int) -> tuple[NDArray[np.float64], ...]:

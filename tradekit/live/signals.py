@@ -43,7 +43,12 @@ class FileSignals:
 
 
 class ModelSignals:
-    """The deployed model on features of the newest candles (the feature set of its manifest)."""
+    """The deployed model on features of the newest candles (the feature set of its manifest).
+
+    A one-row model (LightGBM) gets its features a candle at a time
+    (``tradekit.features.incremental``: warmed once from the history, then O(1) per new candle,
+    bit-identical to ``build_features``) and needs no pandas. A sequence model (LSTM,
+    Transformer) reads a window of rows: it computes them over the history's tail."""
 
     def __init__(self, model: LoadedModel, symbols: list[str], timeframe: str) -> None:
         self.model = model
@@ -51,8 +56,65 @@ class ModelSignals:
         self.spec = spec_of(model)
         self.timeframe = timeframe
         self.version = model.version
+        self.incremental = model.lookback <= 1 and hasattr(model, "predict_rows")
+        self._features: Any = None  # IncrementalFeatures, warmed at the first prediction
+        self._fed: dict[str, float] = {}  # per symbol: the newest candle given to it
 
     def predict(self, t_ms: int, history: History) -> tuple[NDArray[np.float64], str]:
+        if not self.incremental or self.model.kind != "lightgbm":
+            return self._predict_batch(t_ms, history)
+        import numpy as np
+
+        feats = self._feed(history)
+        out = np.full(len(self.symbols), np.nan)
+        at = [feats.last_ms(s) == t_ms for s in self.symbols]
+        if not any(at):
+            return out, ""
+        X = feats.matrix(self.model.features)[np.asarray(at)]
+        syms = [s for s, ok in zip(self.symbols, at, strict=True) if ok]
+        out[np.asarray(at)] = self.model.predict_rows(X.astype(np.float32), syms)
+        # The decision's input hash: the feature values the model saw at this candle.
+        order = np.argsort(np.asarray(syms, dtype=object))
+        return out, hashlib.sha256(X[order].tobytes()).hexdigest()[:16]
+
+    def _feed(self, history: History) -> Any:
+        """The incremental features, given every candle of the history they have not seen."""
+        import numpy as np
+
+        from tradekit.features.incremental import IncrementalFeatures
+
+        if self._features is None:
+            from tradekit import jit
+
+            self._features = IncrementalFeatures(self.spec, self.timeframe, self.symbols)
+            for s in self._tracked():
+                rows = history.rows.get(s)
+                if rows is None or not len(rows):
+                    continue
+                if jit.ENABLED:
+                    self._features.warm(s, _volume_filled(rows))
+                else:
+                    # Interpreted (the trading loop): step through the tail instead of loading
+                    # the batch path's numba kernels; the same state, bit for bit.
+                    for row in _volume_filled(rows):
+                        self._features.update(s, row.tolist())
+                self._fed[s] = float(rows[-1, 0])
+            return self._features
+        for s in self._tracked():
+            rows = history.rows.get(s)
+            if rows is None or not len(rows):
+                continue
+            new = rows[rows[:, 0] > self._fed.get(s, -np.inf)]
+            for row in _volume_filled(new):
+                self._features.update(s, row.tolist())
+            if len(new):
+                self._fed[s] = float(new[-1, 0])
+        return self._features
+
+    def _tracked(self) -> list[str]:
+        return list(dict.fromkeys((*self.symbols, *self.spec.corr_symbols)))
+
+    def _predict_batch(self, t_ms: int, history: History) -> tuple[NDArray[np.float64], str]:
         import numpy as np
         import pandas as pd
 
@@ -80,11 +142,21 @@ class ModelSignals:
         for i, s in enumerate(self.symbols):
             out[i] = at.get(s, math.nan)
         rts = rows["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
-        # The decision's input hash: the feature values the model saw at this candle.
         digest = hashlib.sha256(
             rows.loc[rts == t_ms, self.model.features].to_numpy(dtype="float64").tobytes()
         ).hexdigest()[:16]
         return out, digest
+
+
+def _volume_filled(rows: NDArray[np.float64]) -> NDArray[np.float64]:
+    """An unknown volume (ccxt's None, kept as NaN) counts as zero, as the batch path does."""
+    import numpy as np
+
+    if not np.isnan(rows[:, 5]).any():
+        return rows
+    out = rows.copy()
+    out[:, 5] = np.nan_to_num(out[:, 5])
+    return out
 
 
 def spec_of(model: LoadedModel) -> Any:

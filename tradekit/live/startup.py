@@ -65,7 +65,7 @@ def load_model(cfg: Config, model_dir: Path) -> LoadedModel:
         raise InputError(
             f"{model_dir}: no deployed model (manifest.json missing); deploy one or set [run] model"
         )
-    model = load(model_dir)
+    model = load(model_dir, lean=True)  # LightGBM through treelite: no lightgbm in `run`
     if model.timeframe != cfg.exchange.timeframe:
         raise InputError(
             f"{model_dir}: model trained on {model.timeframe} candles, "
@@ -98,6 +98,7 @@ def open_exchange(cfg: Config, live: bool) -> Any:
         api_key=cfg.secret("exchange_api_key") if live else None,
         secret=cfg.secret("exchange_secret") if live else None,
         password=cfg.secret("exchange_password") if live else None,
+        lean=True,  # one exchange's part of ccxt: a third of its memory and start-up time
     )
 
 

@@ -127,7 +127,6 @@ class LoadedModel:
         """``symbol``, ``timestamp``, ``prediction`` for the rows of ``features`` (any extra
         columns ignored), in the input's order; rows without a full window of history (deep
         models) are left out."""
-        import numpy as np
         import pandas as pd
 
         X = self._matrix(features)
@@ -137,19 +136,7 @@ class LoadedModel:
                 {"symbol": symbols, "timestamp": features["timestamp"].array, "prediction": []}
             )
         if self.kind == "lightgbm":
-            from tradekit.models.lgbm import LightGBMModel
-
-            if self._global is not None:
-                assert isinstance(self._global, LightGBMModel)
-                pred = self._global.predict_matrix(X)
-            else:
-                self._symbols_without_model(set(symbols))
-                pred = np.empty(len(X))
-                for s in set(symbols):
-                    m = self.models[str(s)]
-                    assert isinstance(m, LightGBMModel)
-                    mask = symbols == s
-                    pred[mask] = m.predict_matrix(X[mask])
+            pred = self.predict_rows(X, symbols)
             return pd.DataFrame(
                 {
                     "symbol": symbols,
@@ -158,6 +145,21 @@ class LoadedModel:
                 }
             )
         return self._predict_windows(features, X, symbols)
+
+    def predict_rows(self, X: npt.NDArray[np.float32], symbols: Any) -> npt.NDArray[np.float64]:
+        """A LightGBM model's predictions for a feature matrix (manifest column order), one
+        row per entry of ``symbols`` (no pandas: the live loop's path)."""
+        import numpy as np
+
+        if self._global is not None:
+            return self._global.predict_matrix(X)  # type: ignore[attr-defined,no-any-return]
+        self._symbols_without_model(set(symbols))
+        pred = np.empty(len(X))
+        syms = np.asarray(symbols, dtype=object)
+        for s in set(syms.tolist()):
+            mask = syms == s
+            pred[mask] = self.models[str(s)].predict_matrix(X[mask])  # type: ignore[attr-defined]
+        return pred
 
     def _predict_windows(
         self, features: pd.DataFrame, X: npt.NDArray[np.float32], symbols: Any
@@ -194,11 +196,13 @@ class LoadedModel:
         )
 
 
-def load_model(model_dir: str | Path, *, threads: int = 1) -> LoadedModel:
+def load_model(model_dir: str | Path, *, threads: int = 1, lean: bool = False) -> LoadedModel:
     """Load a model directory for prediction (manifest checked, files verified by hash).
 
     ``threads`` bounds the CPU threads of prediction (0 = all cores); one keeps a small box
-    free for the bot itself and is fastest for a row at a time."""
+    free for the bot itself and is fastest for a row at a time. ``lean`` predicts a LightGBM
+    model with treelite when it is installed (``tradekit.models.lean``), without loading
+    LightGBM."""
     directory = Path(model_dir)
     doc = mf.read(directory)
     if doc["kind"] == "ensemble":  # members, regime and meta-learner behind the same surface
@@ -213,11 +217,19 @@ def load_model(model_dir: str | Path, *, threads: int = 1) -> LoadedModel:
         )
     except TypeError as e:
         raise InputError(f"{directory / mf.MANIFEST}: bad params ({e})") from None
-    cls = model_class(spec.kind)
-    models = {
-        str(sym): cls.load(directory, str(stem), spec, doc["features"])
-        for sym, stem in doc["models"].items()
-    }
+    from tradekit.models import lean as tl
+
+    if lean and spec.kind == "lightgbm" and tl.available():
+        models: dict[str, Any] = {
+            str(sym): tl.TreeliteModel(directory / f"{stem}.txt")
+            for sym, stem in doc["models"].items()
+        }
+    else:
+        cls = model_class(spec.kind)
+        models = {
+            str(sym): cls.load(directory, str(stem), spec, doc["features"])
+            for sym, stem in doc["models"].items()
+        }
     if not models:
         raise InputError(f"{directory / mf.MANIFEST}: lists no models")
     return LoadedModel(directory, doc, models)

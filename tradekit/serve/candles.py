@@ -15,24 +15,9 @@ from tradekit.errors import InputError
 
 
 def read(path: Path, exchange: str, timeframe: str, limit: int) -> list[list[float]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from tradekit.data.tail import read as read_tail
 
-    try:
-        pf = pq.ParquetFile(path)
-        meta = json.loads((pf.schema_arrow.metadata or {}).get(b"tradekit.meta", b"{}"))
-        table = pf.read(columns=["timestamp", "open", "high", "low", "close"])
-    except (OSError, pa.ArrowException, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a readable candle file ({e})") from None
-    if meta.get("exchange") != exchange or meta.get("timeframe") != timeframe:
-        raise InputError(
-            f"{path}: holds {meta.get('exchange')}/{meta.get('timeframe')} candles, "
-            f"expected {exchange}/{timeframe}"
-        )
-    table = table.slice(max(0, table.num_rows - limit))
-    ts = table.column("timestamp").cast(pa.int64()).to_pylist()
-    cols = [table.column(c).to_pylist() for c in ("open", "high", "low", "close")]
-    return [[t, *v] for t, *v in zip(ts, *cols, strict=True)]
+    return [[int(r[0]), *r[1:5]] for r in read_tail(path, exchange, timeframe, limit).tolist()]
 
 
 def main(argv: list[str]) -> int:
