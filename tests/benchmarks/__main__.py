@@ -196,11 +196,13 @@ BENCHES: dict[str, Callable[[], None]] = {
     "fetch": bench_fetch,
     "store": bench_store,
     "features": _stage("bench_features", "bench_featurize"),
+    "incremental": _stage("bench_features", "bench_incremental"),
     "backtest": _stage("bench_backtest", "bench_backtest"),
     "sweep": _stage("bench_sweep", "bench_sweep"),  # about 3 minutes
     "predict": _stage("bench_models", "bench_predict"),
     "train": _stage("bench_models", "bench_train"),  # about 5 minutes
-    "decision": _stage("bench_live", "bench_decision"),
+    "train-busy": _stage("bench_models", "bench_train_busy"),  # 2-10 minutes
+    "decision": _stage("bench_decision", "bench_decision"),
     "live": _stage("bench_live", "bench_process"),
     "recovery": _stage("bench_recovery", "bench_recovery"),
     "deploy": _stage("bench_deploy", "bench_deploy"),

@@ -1,10 +1,7 @@
 """``run`` benchmarks (issue targets in brackets; Freqtrade's dry-run loop from
 shared/reference/freqtrade-anchor.md section 10 beside them).
 
-``bench_decision``: one new 1h candle for 9 symbols, in process: features of the newest rows
-(the default feature set over each symbol's tail), LightGBM predict, policy, risk, paper
-fills and the ledger commit [< 50 ms]. Same-run reference: the naive loop that recomputes the
-features over the whole stored history (2 years) for every new candle.
+(One new candle through the decision path: ``bench_decision.py``.)
 
 ``bench_process``: a real ``tradekit run --paper`` process with a LightGBM model against the
 Kraken-speaking local server (2 symbols): launch to the first cycle (READY=1 on
@@ -73,118 +70,6 @@ def _train(work: Path, ohlcv: Any, *, env: dict[str, str]) -> Path:
     )  # type: ignore[call-overload]
     subprocess.run([*py, "train", str(work / "f.parquet"), "-o", str(work / "model")], **run)  # type: ignore[call-overload]
     return work / "model"
-
-
-def bench_decision(rounds: int = 30) -> None:
-    import numpy as np
-
-    from tradekit.config import load_config
-    from tradekit.features.build import build_features
-    from tradekit.features.sets import tail_candles
-    from tradekit.ledger import Ledger
-    from tradekit.live.brokers import PaperBroker
-    from tradekit.live.engine import Engine
-    from tradekit.live.history import History
-    from tradekit.live.signals import ModelSignals
-    from tradekit.models.predict import load_model
-
-    symbols = ["BTC/USD", *[f"C{i}/USD" for i in range(8)]]
-    cfg = load_config(None)
-    with tempfile.TemporaryDirectory() as d:
-        work = Path(d)
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "TRADEKIT_MODEL__N_ESTIMATORS": "100",
-            "TRADEKIT_MODEL__TRAIN_WINDOW": "1200",
-            "TRADEKIT_MODEL__TEST_WINDOW": "400",
-            "TRADEKIT_MODEL__STEP": "400",
-            "TRADEKIT_EXCHANGE__SYMBOLS": ",".join(symbols),
-        }
-        history_n = 2 * 8760  # two years stored per symbol
-        t0 = 1_700_000_000_000 - 1_700_000_000_000 % HOUR
-        train_df = _candles(symbols, 4000, t0 - 4000 * HOUR, seed=2)
-        model_dir = _train(work, train_df, env=env)
-        model = load_model(model_dir)
-        signals = ModelSignals(model, symbols, "1h")
-        keep = tail_candles(signals.spec, "1h")
-        df = _candles(symbols, history_n + rounds, t0)
-        rows = {
-            s: g[["timestamp", "open", "high", "low", "close", "volume"]]
-            for s, g in df.groupby("symbol")
-        }
-        arr = {
-            s: np.column_stack(
-                [g["timestamp"].dt.as_unit("ms").astype("int64").to_numpy(dtype=np.float64),
-                 g[["open", "high", "low", "close", "volume"]].to_numpy()]
-            ).tolist()
-            for s, g in rows.items()
-        }  # fmt: skip
-        hist = History(sorted(symbols), HOUR, keep)
-        for s in symbols:
-            hist.add(s, arr[s][:history_n])
-        ledger = Ledger(work / "l.db")
-        engine = Engine(
-            symbols,
-            cfg.policy,
-            cfg.risk,
-            fee=cfg.backtest.fee,
-            slippage=cfg.backtest.slippage,
-            cash=10_000.0,
-            broker=PaperBroker(cfg.backtest.fee, cfg.backtest.slippage),
-            ledger=ledger,
-            tf_ms=HOUR,
-            model_version=model.version,
-        )
-        feat, pred_t, eng_t, total = [], [], [], []
-        for k in range(rounds):
-            i = history_n + k
-            for s in symbols:
-                hist.add(s, [arr[s][i]])
-            t_ms = int(arr[symbols[0]][i][0])
-            bar = np.array([arr[s][i][1:5] for s in symbols])
-            a = time.perf_counter()
-            frame = hist.frame()
-            build_features(
-                frame, signals.spec, "1h", cost=0.0, labels=False, drop_warmup=False, last=1
-            )
-            b = time.perf_counter()
-            pred, _ = signals.predict(t_ms, hist)  # features again + predict
-            c = time.perf_counter()
-            engine.close_phase(t_ms, bar[:, 0], bar[:, 1], bar[:, 2], bar[:, 3], pred)
-            engine.open_phase(t_ms + HOUR, bar[:, 3])
-            e = time.perf_counter()
-            feat.append(b - a)
-            pred_t.append((c - b) - (b - a))
-            eng_t.append(e - c)
-            total.append(e - b)
-        ledger.close()
-        # The naive loop: the whole stored history through the features at every candle.
-        full = df[df.groupby("symbol").cumcount() < history_n]
-        naive = []
-        for _ in range(3):
-            a = time.perf_counter()
-            build_features(full, signals.spec, "1h", cost=0.0, labels=False, drop_warmup=False)
-            naive.append(time.perf_counter() - a)
-
-    def ms(x: list[float], q: float = 0.5) -> float:
-        return float(np.quantile(x[3:], q)) * 1000  # the first rounds load numba's cache
-
-    print(
-        f"decision 9 symbols x {keep} candles tail, LightGBM {model.kind} "
-        f"({len(model.features)} features): median {ms(total):.1f} ms, p95 "
-        f"{ms(total, 0.95):.1f} ms  [target < 50 ms]"
-    )
-    print(
-        f"decision   parts (median): features {ms(feat):.1f} ms, predict "
-        f"{max(ms(pred_t), 0.0):.1f} ms, policy+risk+fills+ledger {ms(eng_t):.2f} ms"
-    )
-    nv = statistics.median(naive) * 1000
-    print(
-        f"decision reference: features over the whole history ({history_n} candles x 9) "
-        f"{nv:.0f} ms per candle -> {nv / ms(total):.1f}x slower; Freqtrade FreqAI new-candle "
-        f"iteration {FT['candle_s'] * 1000:.0f} ms (1 pair, anchor doc)"
-    )
 
 
 def _rss_kb(pid: int) -> int:
