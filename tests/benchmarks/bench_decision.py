@@ -29,7 +29,8 @@ import numpy as np
 from pathlib import Path
 from tradekit import jit
 assert not jit.ENABLED
-model_dir, data, n_sym, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+model_dir, data = Path(sys.argv[1]), Path(sys.argv[2])
+n_sym, rounds = int(sys.argv[3]), int(sys.argv[4])
 from tradekit.config import load_config
 from tradekit.ledger import Ledger
 from tradekit.live.brokers import PaperBroker
