@@ -302,6 +302,12 @@ class GateConfig:
     min_psr: float = _opt(
         0.0, "lowest probabilistic Sharpe ratio, 0..1 (0 = not checked)", _fraction
     )
+    min_dsr: float = _opt(
+        0.95, "gate --sweep: lowest deflated Sharpe ratio of the chosen trial, 0..1", _fraction
+    )
+    max_pbo: float = _opt(
+        0.5, "gate --sweep: highest probability of backtest overfitting, 0..1", _fraction
+    )
 
 
 @dataclass(frozen=True)

@@ -79,13 +79,23 @@ def gate(
         ),
     ] = None,
     min_dsr: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="With --sweep: lowest deflated Sharpe ratio."),
-    ] = 0.95,
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="With --sweep: lowest deflated Sharpe ratio [default: [gate] min_dsr].",
+            show_default=False,
+        ),
+    ] = None,
     max_pbo: Annotated[
-        float,
-        typer.Option(min=0.0, max=1.0, help="With --sweep: highest probability of overfitting."),
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="With --sweep: highest probability of overfitting [default: [gate] max_pbo].",
+            show_default=False,
+        ),
+    ] = None,
     output: OutputOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -115,9 +125,11 @@ def gate(
             "min_sharpe": ("--min-sharpe", min_sharpe),
             "min_psr": ("--min-psr", min_psr),
             "must_beat_buy_and_hold": ("--beat-buy-and-hold", beat_buy_and_hold),
+            "min_dsr": ("--min-dsr", min_dsr),
+            "max_pbo": ("--max-pbo", max_pbo),
         },
     )
-    chosen = (sweep, min_dsr, max_pbo) if sweep is not None else None
+    chosen = (sweep, cfg.min_dsr, cfg.max_pbo) if sweep is not None else None
     verdict = gate_file(report, cfg, model_dir=model, sweep=chosen)
     rows = []
     for r in verdict["rules"]:
