@@ -25,6 +25,7 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tradekit.ask import review as ask_review
 from tradekit.ask import sections as sx
 from tradekit.ask.budget import Section, fit
 from tradekit.ask.mask import Masker
@@ -257,6 +258,9 @@ def build_context(
     else:
         facts["notes"].append(f"ledger not available ({state}): no trading state yet")
     _model_facts(Path(model), facts)
+    review = ask_review.load_beside(state)  # the nightly review, where `review` keeps it
+    if review is not None:
+        facts["review"] = ask_review.facts(review)
     extra: list[Section] = []
     for name, text, doc in files:
         schema = str(doc.get("schema", "")) if isinstance(doc, dict) else ""
@@ -264,6 +268,8 @@ def build_context(
             facts["verdict"] = verdict_facts(doc)
         elif schema.startswith("backtest/"):
             facts["report"] = report_facts(doc)
+        elif schema.startswith("review/"):
+            facts["review"] = ask_review.facts(doc)
         elif schema.startswith("model/"):
             facts["model"] = manifest_facts(doc)
             facts["notes"] = [n for n in facts["notes"] if not n.startswith("model manifest")]
@@ -289,6 +295,8 @@ def build_context(
         sections.append(sx.model(facts["model"], tz))
     if "report" in facts:
         sections.append(sx.report(facts["report"], tz))
+    if "review" in facts:
+        sections.append(ask_review.section(facts["review"], tz))
     if led["available"]:
         sections += [sx.events(led, t), sx.trades(led, t)]
     sections += extra

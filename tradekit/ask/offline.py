@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import UTC, tzinfo
 from typing import Any
 
+from tradekit.ask import review as ask_review
 from tradekit.ask.context import iso_age_days
 from tradekit.ask.sections import iso_local
 from tradekit.report.fmt import Fmt
@@ -38,6 +39,7 @@ TOPICS: dict[str, tuple[str, ...]] = {
     "model": (
         "model", "version", "train", "feature", "predict", "modell", "trainiert", "vorhersage",
     ),
+    "review": ask_review.WORDS,
 }  # fmt: skip
 
 T: dict[str, dict[str, str]] = {
@@ -382,7 +384,12 @@ def _note(facts: dict[str, Any], word: str) -> str:
     return "-"
 
 
+def _review(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -> list[str]:
+    return ask_review.offline(facts, lang, f.pct, f.money, f.date)
+
+
 _TOPIC = {
+    "review": _review,
     "performance": _performance,
     "risk": _risk,
     "gate": _gate,
