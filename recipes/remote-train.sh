@@ -3,6 +3,9 @@
 # of vastai-train.sh) or locally:
 #   install (the bundle's wheel, hashed dependencies) -> fetch -> data check -> featurize
 #   -> train -> backtest (OOS predictions) -> gate --model (the receipt) -> deploy -> result JSON
+# With a sweep (--sweep SPACE.toml, or sweep.toml in the bundle) the train step is a search:
+#   sweep --features (every trial a walk-forward retrain, on this box's GPU) -> train and
+#   backtest with the sweep's best.toml -> gate --sweep (deflated by the true trial count).
 # deploy ships only a model whose own receipt passed: a failed gate is refused there.
 # Exit: 0 gate passed (and deployed unless --no-deploy), 1 a check said no (gate or data check;
 # nothing deployed), otherwise the failing stage's tradekit exit code (2 usage, 3 input/config,
@@ -13,6 +16,7 @@
 #                                      dependencies pinned by hash (tradekit is never installed
 #                                      by name from an index)
 #   tradekit.toml                      the config to train with (optional)
+#   sweep.toml                         a sweep space: search instead of one train (optional)
 #   .env                               secrets (optional): read, then deleted at once
 #   deploy_key, known_hosts            for `tradekit deploy` (optional): deleted at exit
 #
@@ -31,6 +35,9 @@ usage: remote-train.sh [options] [-- EXTRA_TRAIN_ARGS...]
   -t, --timeframe   timeframe [$TK_TIMEFRAME, default [exchange] timeframe]
   --since / --until the span to fetch [$TK_SINCE / $TK_UNTIL]
   --model KIND      lightgbm, lstm or transformer [$TK_MODEL, default [model] kind]
+  --sweep FILE      search SPACE.toml (tradekit sweep --features) instead of one train
+                    [$TK_SWEEP_FILE, or the bundle's sweep.toml]
+  --trials N        the sweep's trials in all [$TK_SWEEP_TRIALS, 50]
   --device DEV      auto, cpu or cuda [$TK_DEVICE, default auto]
   --host H          deploy host [$TK_DEPLOY_HOST, default [deploy] host]
   --no-deploy       stop after the gate [$TK_DEPLOY=0]
@@ -53,6 +60,8 @@ TIMEFRAME=${TK_TIMEFRAME:-}
 SINCE=${TK_SINCE:-}
 UNTIL=${TK_UNTIL:-}
 MODEL=${TK_MODEL:-}
+SWEEP=${TK_SWEEP_FILE:-}
+TRIALS=${TK_SWEEP_TRIALS:-50}
 DEVICE=${TK_DEVICE:-auto}
 DEPLOY_HOST=${TK_DEPLOY_HOST:-}
 DEPLOY=${TK_DEPLOY:-1}
@@ -69,7 +78,7 @@ read -r -a TRAIN_EXTRA <<<"${TRAIN_ARGS_ENV//,/ }"
 while (($#)); do
     case $1 in
         --run-id|--workdir|--exchange|--symbols|-t|--timeframe|--since|--until|--model|--device|\
-        --host|--result|--bundle)
+        --host|--result|--bundle|--sweep|--trials)
             (($# >= 2)) || { printf 'remote-train: error: %s needs a value\n' "$1" >&2; exit 2; } ;;
     esac
     case $1 in
@@ -81,6 +90,8 @@ while (($#)); do
         --since) SINCE=$2; shift 2 ;;
         --until) UNTIL=$2; shift 2 ;;
         --model) MODEL=$2; shift 2 ;;
+        --sweep) SWEEP=$2; shift 2 ;;
+        --trials) TRIALS=$2; shift 2 ;;
         --device) DEVICE=$2; shift 2 ;;
         --host) DEPLOY_HOST=$2; shift 2 ;;
         --no-deploy) DEPLOY=0; shift ;;
@@ -102,6 +113,15 @@ fi
 if [[ -n $BUNDLE ]]; then
     [[ -d $BUNDLE ]] || { printf 'remote-train: error: --bundle %s: no such directory\n' "$BUNDLE" >&2; exit 2; }
     BUNDLE=$(cd "$BUNDLE" && pwd)
+    [[ -z $SWEEP && -f $BUNDLE/sweep.toml ]] && SWEEP=$BUNDLE/sweep.toml
+fi
+[[ $TRIALS =~ ^[1-9][0-9]*$ ]] || { printf 'remote-train: error: --trials: a whole number >= 1, got %s\n' "$TRIALS" >&2; exit 2; }
+if [[ -n $SWEEP ]]; then
+    [[ -r $SWEEP ]] || { printf 'remote-train: error: --sweep %s: cannot read it\n' "$SWEEP" >&2; exit 2; }
+    SWEEP=$(cd "$(dirname "$SWEEP")" && pwd)/$(basename "$SWEEP")
+    # The trials train with the config alone; a flag only the final train saw would make the
+    # deployed model another than the one the sweep chose.
+    ((${#TRAIN_EXTRA[@]} == 0)) || { printf 'remote-train: error: %s\n' "--sweep takes no extra train flags (${TRAIN_EXTRA[*]}): set them in the config's [model]" >&2; exit 2; }
 fi
 WORKDIR=${WORKDIR:-$PWD/tradekit-run-$RUN_ID}
 mkdir -p "$WORKDIR"
@@ -134,7 +154,7 @@ write_result() {
     wall=$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
     TK_R_RUN_ID=$RUN_ID TK_R_VERDICT=$VERDICT TK_R_RC=$RC TK_R_STAGE=$STAGE \
     TK_R_DEPLOYED=$DEPLOYED TK_R_WALL=$wall TK_R_TIMINGS=$TIMINGS TK_R_OUT=$RESULT \
-    TK_R_DPH=${DPH:-0} TK_R_MODEL=${MODEL:-} \
+    TK_R_DPH=${DPH:-0} TK_R_MODEL=${MODEL:-} TK_R_SWEEP=${SWEEP:+1} \
     "$PY" - <<'PYEOF'
 import json, os, socket, time
 from pathlib import Path
@@ -163,6 +183,19 @@ if e["TK_R_DEPLOYED"] == "1":
         rel = d.get("release")
     deployed = str(rel) if rel else "unknown"
 manifest = load("model/manifest.json") or {}
+
+
+def sweep_summary():
+    if not e.get("TK_R_SWEEP"):
+        return None
+    s = load("sweep/sweep.json") or {}
+    sel = s.get("selection") or {}
+    best = s.get("best") or {}
+    return {"trials": s.get("n_trials"), "best_trial": best.get("trial"),
+            "params": best.get("params"), "dsr": sel.get("dsr"), "pbo": sel.get("pbo"),
+            "config": "sweep/best.toml" if Path("sweep/best.toml").is_file() else None}
+
+
 wall = float(e["TK_R_WALL"])
 dph = float(e["TK_R_DPH"] or 0)
 result = {
@@ -180,6 +213,7 @@ result = {
     "wall_s": round(wall, 3),
     "cost": {"dph": dph, "usd": round(dph * wall / 3600, 4)},
     "deployed": deployed,
+    "sweep": sweep_summary(),
     "host": socket.gethostname(),
     "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
 }
@@ -330,23 +364,39 @@ done_before fetch || stage fetch "${TK[@]}" fetch "${fetch_args[@]}" --fill-gaps
 done_before "data check" || stage "data check" "${TK[@]}" data check ohlcv.parquet
 done_before featurize || stage featurize "${TK[@]}" featurize ohlcv.parquet -o features.parquet
 
+# A sweep: every trial a walk-forward retrain here (a rerun resumes it from its journal), then
+# the chosen trial's config (best.toml: every section, the trial's values laid over) trains the
+# model, backtests it and is what the gate ties the report to.
+CFG=()
+if [[ -n $SWEEP ]]; then
+    if ! done_before sweep; then
+        sweep_args=(sweep "$SWEEP" --ohlcv ohlcv.parquet --features features.parquet -o sweep
+            --trials "$TRIALS")
+        [[ -d sweep ]] && sweep_args+=(--resume)  # an earlier attempt's trials are kept
+        TRADEKIT_MODEL__DEVICE=$DEVICE stage sweep "${TK[@]}" "${sweep_args[@]}"
+    fi
+    [[ -f sweep/best.toml ]] || { STAGE=sweep RC=1 VERDICT=fail; log "[sweep] no feasible trial: nothing to train"; exit 1; }
+    CFG=(--config sweep/best.toml)
+fi
 if ! done_before train; then
     train_args=(-o model --device "$DEVICE")
     [[ -n $MODEL ]] && train_args+=(--model "$MODEL")
     # An interrupted attempt left its checkpoints here: continue instead of starting over.
     [[ -d model.partial ]] && train_args+=(--resume)
-    stage train "${TK[@]}" train features.parquet "${train_args[@]}" "${TRAIN_EXTRA[@]}"
+    stage train "${TK[@]}" "${CFG[@]}" train features.parquet "${train_args[@]}" "${TRAIN_EXTRA[@]}"
 fi
-done_before backtest || stage backtest "${TK[@]}" backtest ohlcv.parquet \
+done_before backtest || stage backtest "${TK[@]}" "${CFG[@]}" backtest ohlcv.parquet \
     --predictions model/oos_predictions.parquet -o report.json --trades trades.parquet
 # The verdict is the model dir's receipt (model/verdict.json, naming this very model), also
 # written to verdict.json; a failed gate is a verdict (exit 1), and the run goes on to deploy,
 # which refuses the model by its receipt: the pipeline has no gate check of its own.
 gate_rc=0
 CURRENT=gate
-log "[gate] ${TK[*]} gate report.json --model model -o verdict.json"
+gate_args=(gate report.json --model model -o verdict.json)
+[[ -n $SWEEP ]] && gate_args+=(--sweep sweep)
+log "[gate] ${TK[*]} ${CFG[*]} ${gate_args[*]}"
 t0=$EPOCHREALTIME
-"${TK[@]}" gate report.json --model model -o verdict.json || gate_rc=$?
+"${TK[@]}" "${CFG[@]}" "${gate_args[@]}" || gate_rc=$?
 printf 'gate\t%s\t%s\n' "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')" \
     "$gate_rc" >>"$TIMINGS"
 CURRENT=""
@@ -362,7 +412,9 @@ fi
 if ((DEPLOY)); then
     # The report travels with the release (the Pi's `ask` and summary read it; the receipt
     # travels anyway).
+    # A sweep's best.toml travels too: the [policy]/[risk] the gate judged, for the Pi's config.
     deploy_args=(deploy model --attach report.json --json)
+    [[ -n $SWEEP ]] && deploy_args+=(--attach sweep/best.toml)
     [[ -n $DEPLOY_HOST ]] && deploy_args+=(--host "$DEPLOY_HOST")
     deploy_to_file() { "${TK[@]}" "${deploy_args[@]}" >deploy.json; }
     if [[ $VERDICT == fail ]]; then

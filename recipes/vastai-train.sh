@@ -50,6 +50,9 @@ instance:
   --bundle DIR          a prebuilt wheel + requirements.txt from recipes/build-wheel.sh
                         [TK_BUNDLE_DIR, default: build one from this checkout]
   --config FILE         tradekit.toml to train with [TK_CONFIG_FILE]
+  --sweep SPACE.toml    run a sweep (tradekit sweep --features: every trial a retrain on the
+                        GPU), then train, backtest and gate the best trial, deflated by the
+                        trial count [TK_SWEEP_FILE]; --env TK_SWEEP_TRIALS=N sets the trials (50)
   --secrets FILE        .env with secrets (KEY=VALUE) the run needs; exchange keys are
                         refused: training needs none [TK_SECRETS_FILE]
   --deploy-key FILE     SSH key of the Pi's deploy user (pi-setup.sh's tradekit-deploy: it can
@@ -95,6 +98,7 @@ IMAGE=${VAST_IMAGE:-pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime}
 RUN_ID=${RUN_ID:-tk-$(date -u +%Y%m%d-%H%M%S)}
 BUNDLE_SRC=${TK_BUNDLE_DIR:-}
 CONFIG=${TK_CONFIG_FILE:-}
+SWEEP=${TK_SWEEP_FILE:-}
 SECRETS=${TK_SECRETS_FILE:-}
 DEPLOY_KEY=${TK_DEPLOY_KEY_FILE:-}
 KNOWN_HOSTS=${TK_KNOWN_HOSTS_FILE:-}
@@ -127,6 +131,7 @@ while (($#)); do
         --run-id) RUN_ID=$2; shift 2 ;;
         --bundle) BUNDLE_SRC=$2; shift 2 ;;
         --config) CONFIG=$2; shift 2 ;;
+        --sweep) SWEEP=$2; shift 2 ;;
         --secrets) SECRETS=$2; shift 2 ;;
         --deploy-key) DEPLOY_KEY=$2; shift 2 ;;
         --known-hosts) KNOWN_HOSTS=$2; shift 2 ;;
@@ -158,7 +163,7 @@ MAX_SPEND=${MAX_SPEND:-$(awk -v d="$MAX_DPH" -v t="$MAX_RUNTIME" 'BEGIN { printf
 [[ $GPU =~ ^[A-Za-z0-9_]+$ ]] || die "--gpu: use the CLI's spelling with underscores, e.g. RTX_4090" 2
 [[ -z $GEO || $GEO =~ ^[A-Z]{2}(,[A-Z]{2})*$ ]] || die "--geo: two-letter country codes, e.g. DE,AT" 2
 [[ $RUN_ID =~ ^[A-Za-z0-9._-]+$ ]] || die "--run-id: letters, digits, . _ - only" 2
-for f in "$CONFIG" "$SECRETS" "$DEPLOY_KEY" "$KNOWN_HOSTS"; do
+for f in "$CONFIG" "$SWEEP" "$SECRETS" "$DEPLOY_KEY" "$KNOWN_HOSTS"; do
     [[ -z $f || -r $f ]] || die "cannot read $f" 2
 done
 if [[ -n $SECRETS ]] && grep -Eq '^[[:space:]]*(export[[:space:]]+)?TRADEKIT_EXCHANGE_(API_KEY|SECRET|PASSWORD)=.' "$SECRETS"; then
@@ -344,6 +349,7 @@ else
         || die "requirements.txt does not pin $(basename "${wheels[0]}") at sha256:$wheel_sha" 2
     log "bundle: $(basename "${wheels[0]}") sha256:$wheel_sha, $(grep -c -- '--hash=' "$BUNDLE/requirements.txt") hashed requirement(s)"
     [[ -n $CONFIG ]] && cp "$CONFIG" "$BUNDLE/tradekit.toml"
+    [[ -n $SWEEP ]] && cp "$SWEEP" "$BUNDLE/sweep.toml"
     [[ -n $SECRETS ]] && cp "$SECRETS" "$BUNDLE/.env"
     [[ -n $DEPLOY_KEY ]] && cp "$DEPLOY_KEY" "$BUNDLE/deploy_key"
     [[ -n $KNOWN_HOSTS ]] && cp "$KNOWN_HOSTS" "$BUNDLE/known_hosts"

@@ -155,8 +155,11 @@ def test_success_follows_the_recipe_and_destroys_once(vast: Vast, tmp_path: Path
     config.write_text('[model]\nkind = "transformer"\nseed = 7\n')
     key = tmp_path / "deploy_key"
     key.write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{SECRET}-key\n")
+    space = tmp_path / "space.toml"
+    space.write_text('[params]\n"model.d_model" = { choices = [32, 64] }\n')
     r = vast.run(
         "--max-dph", "0.3", "--secrets", str(secrets), "--config", str(config),
+        "--sweep", str(space),
         "--deploy-key", str(key), "--env", "TK_SYMBOLS=BTC/USD,ETH/USD", "--result", "out.json",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -191,6 +194,7 @@ def test_success_follows_the_recipe_and_destroys_once(vast: Vast, tmp_path: Path
     assert (vast.box / ".env").read_bytes() == secrets.read_bytes()
     assert (vast.box / "deploy_key").read_bytes() == key.read_bytes()
     assert (vast.box / "tradekit.toml").read_bytes() == config.read_bytes()
+    assert (vast.box / "sweep.toml").read_bytes() == space.read_bytes()  # remote-train's --sweep
     for name in ("requirements.txt", "tradekit-0.1.0-py3-none-any.whl"):
         assert (vast.box / name).read_bytes() == (vast.bundle / name).read_bytes()
     assert (vast.box / ".ready").exists()
@@ -597,6 +601,67 @@ def test_remote_train_resumes_training_from_a_partial_checkpoint(
     assert rc == 3
     assert result["verdict"] == "error" and result["failed_stage"] == "train"
     assert result["deployed"] is None
+
+
+def test_remote_train_sweep_trains_gates_and_attaches_the_best_trial(
+    gate_failed: Pipeline, tmp_path: Path
+) -> None:
+    """--sweep: the trials retrain walk-forward, the best trial's config trains and backtests
+    the model, and the gate deflates by the trials run; a rerun resumes without new trials."""
+    import shutil
+
+    work = tmp_path / "work"
+    shutil.copytree(gate_failed.workdir, work, symlinks=True)
+    for stage in ("train", "backtest"):
+        (work / f".done-{stage}").unlink()
+    shutil.rmtree(work / "model")
+    space = tmp_path / "space.toml"
+    space.write_text('[params]\n"model.num_leaves" = { choices = [4, 16] }\n')
+    windows = {  # SAMPLE_ARGS' train flags, as config: a sweep takes none
+        "TRADEKIT_MODEL__TRAIN_WINDOW": "1500",
+        "TRADEKIT_MODEL__TEST_WINDOW": "500",
+        "TRADEKIT_MODEL__STEP": "500",
+    }
+    pi = tmp_path / "pi"
+    env = {
+        **LAX_GATE,
+        **windows,
+        "TRADEKIT_DEPLOY__HOST": "local",
+        "TRADEKIT_DEPLOY__PATH": str(pi),
+        "TRADEKIT_GATE__MIN_DSR": "0.999999",  # the deflated rule must decide: it fails
+    }
+    args = [*SAMPLE_ARGS[: SAMPLE_ARGS.index("--")], "--sweep", str(space), "--trials", "3"]
+    r = _remote(work, *args, env=env)
+    assert r.returncode == 1, r.stderr
+    result, rc = _markers(r.stdout)
+    assert rc == 1 and result["verdict"] == "fail" and result["failed_stage"] == "gate"
+    assert "min_dsr" in result["gate_failed"]
+    sweep = json.loads((work / "sweep" / "sweep.json").read_text())
+    assert result["sweep"]["trials"] == sweep["n_trials"] == 3
+    assert result["sweep"]["best_trial"] == sweep["best"]["trial"]
+    assert result["sweep"]["params"]["model.num_leaves"] in (4, 16)
+    assert result["sweep"]["dsr"] == sweep["selection"]["dsr"]
+    assert result["timings_s"]["sweep"] > 0 and result["timings_s"]["train"] > 0
+    # The model is the best trial's: trained with best.toml's [model].
+    manifest = json.loads((work / "model" / "manifest.json").read_text())
+    assert manifest["params"]["num_leaves"] == result["sweep"]["params"]["model.num_leaves"]
+    receipt = json.loads((work / "model" / "verdict.json").read_text())
+    assert receipt["sweep"]["trials"] == 3 and receipt["passed"] is False
+    assert not pi.exists(), "deploy reached the host"
+    # Thresholds the chosen trial meets: the rerun trains nothing, passes and ships the model
+    # with best.toml (the [policy]/[risk] the gate judged) beside it.
+    lax = {**env, "TRADEKIT_GATE__MIN_DSR": "0", "TRADEKIT_GATE__MAX_PBO": "1"}
+    lax |= {"TRADEKIT_DEPLOY__RESTART": "", "TRADEKIT_DEPLOY__HEALTH": ""}
+    r = _remote(work, *args, env=lax)
+    assert r.returncode == 0, r.stderr
+    result, _ = _markers(r.stdout)
+    assert result["timings_s"]["sweep"] is None and result["timings_s"]["train"] is None
+    landed = pi / "releases" / result["deployed"]
+    assert (landed / "best.toml").read_bytes() == (work / "sweep" / "best.toml").read_bytes()
+    assert json.loads((landed / "verdict.json").read_text())["sweep"]["trials"] == 3
+    # Extra train flags would train another model than the chosen one.
+    bad = _remote(work, *args, "--", "--step", "100", env=env)
+    assert bad.returncode == 2 and "--sweep takes no extra train flags" in bad.stderr
 
 
 def test_remote_train_usage_error() -> None:

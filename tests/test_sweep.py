@@ -127,6 +127,13 @@ def test_a_journal_cut_anywhere_resumes_to_the_same_trials(run_cli, tmp_path):
         r = run_cli(*sweep_args(o, p, str(d), *args, "--resume"))
         assert r.code == 0, r.err
         assert trial_rows(d) == want, f"cut at byte {cut}"
+    # Killed before the journal's first line: only run.json is there, and --resume starts over.
+    d = Path("cut-early")
+    d.mkdir()
+    (d / "run.json").write_bytes(Path("ref/run.json").read_bytes())
+    r = run_cli(*sweep_args(o, p, str(d), *args, "--resume"))
+    assert r.code == 0, r.err
+    assert trial_rows(d) == want
 
 
 def test_sigkill_and_resume_give_the_same_trial_set(tmp_path):

@@ -115,7 +115,8 @@ def prepare(plan: Plan) -> None:
                 "run without --resume into another directory"
             )
         return
-    if d.is_dir() and any(p.name != ".lock" for p in d.iterdir()):
+    # A sweep killed before its first trial left only its run file: start it afresh.
+    if d.is_dir() and any(p.name not in (".lock", RUN_FILE) for p in d.iterdir()):
         raise InputError(f"{d}: exists and is not a sweep directory; choose another -o")
     d.mkdir(parents=True, exist_ok=True)
     from tradekit.fsutil import atomic_write_text
