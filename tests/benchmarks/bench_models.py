@@ -246,6 +246,118 @@ def bench_predict(calls: int = 1000) -> None:
     )
 
 
+BUSY_BARE = textwrap.dedent(
+    """
+    import sys, json, numpy as np, pyarrow.parquet as pq, lightgbm as lgb
+    path, spans, threads = sys.argv[1], json.loads(sys.argv[2]), int(sys.argv[3])
+    t = pq.read_table(path)
+    meta = json.loads(t.schema.metadata[b"tradekit.meta"])
+    X = np.column_stack([t.column(c).to_numpy() for c in meta["features"]]).astype(np.float32)
+    y = t.column("label_return").to_numpy(zero_copy_only=False)
+    ts = t.column("timestamp").cast("int64").to_numpy()
+    params = dict(objective="regression", learning_rate=0.05, num_leaves=31, seed=42,
+                  deterministic=True, force_row_wise=True, num_threads=threads, verbosity=-1,
+                  max_bin=63)
+    for a, b in spans:
+        m = (ts >= a) & (ts <= b) & ~np.isnan(y)
+        bst = lgb.train(params, lgb.Dataset(X[m], label=y[m], params={"max_bin": 63}), 300)
+    """
+)
+
+
+def _timed_child(args: list[str], env: dict[str, str], timeout_s: float) -> tuple[float, float]:
+    """(wall s, CPU s) of a child process; wall is inf if it was stopped at ``timeout_s``."""
+    import threading
+
+    t = time.perf_counter()
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timer = threading.Timer(timeout_s, proc.kill)
+    timer.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    timer.cancel()
+    proc.returncode = code = os.waitstatus_to_exitcode(status)
+    wall, cpu = time.perf_counter() - t, usage.ru_utime + usage.ru_stime
+    if code == -9:
+        return float("inf"), cpu
+    if code != 0:
+        raise RuntimeError(f"{args[:4]} failed ({code})")
+    return wall, cpu
+
+
+class _Hogs:
+    """Two busy-looping processes beside the measured one (a CPU hog, as `make test-busy`)."""
+
+    def __enter__(self) -> _Hogs:
+        self.procs = [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)
+        ]
+        time.sleep(1)  # let them take their cores before the measured process starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
+            p.kill()
+            p.wait()
+
+
+def bench_train_busy(timeout_s: float = 240) -> None:
+    """``tradekit train`` on the demo's features (3 symbols x 2 years of 1h candles, 105
+    features, the default [model]: 5 folds + the final model, 300 trees) on a quiet machine and
+    beside two busy loops; against a bare ``lgb.train`` loop over the same training spans with
+    every core and OpenMP's defaults (what tradekit did before it set a passive wait policy and
+    a thread count for the load). A run past ``timeout_s`` is stopped and shown as such."""
+    cores = os.cpu_count() or 1
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env["PYTHONPATH"] = str(ROOT)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        tk = [sys.executable, "-m", "tradekit"]
+        subprocess.run(
+            [*tk, "fetch", "BTC/USD", "ETH/USD", "LTC/USD", "--exchange", "sample", "-t", "1h",
+             "--fill-gaps", "-o", str(d / "ohlcv.parquet")],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [*tk, "featurize", str(d / "ohlcv.parquet"), "-o", str(d / "f.parquet")],
+            env=env, check=True, capture_output=True,
+        )  # fmt: skip
+        train = [*tk, "train", str(d / "f.parquet"), "-o"]
+        quiet = _timed_child([*train, str(d / "m1")], env, timeout_s)
+        doc = json.loads((d / "m1" / "manifest.json").read_text())
+        spans = [
+            (f["train"]["start_ms"], f["train"]["end_ms"]) for f in doc["walk_forward"]["folds"]
+        ]
+        spans.append((doc["training"]["start_ms"], doc["training"]["end_ms"]))
+        bare = [
+            sys.executable,
+            "-c",
+            BUSY_BARE,
+            str(d / "f.parquet"),
+            json.dumps(spans),
+            str(cores),
+        ]
+        bare_quiet = _timed_child(bare, env, timeout_s)
+        with _Hogs():
+            busy = _timed_child([*train, str(d / "m2")], env, timeout_s)
+            bare_busy = _timed_child(bare, env, timeout_s)
+
+    def fmt(r: tuple[float, float]) -> str:
+        wall = f"{r[0]:7.1f} s" if r[0] != float("inf") else f"> {timeout_s:.0f} s (stopped)"
+        return f"{wall}  CPU {r[1]:6.1f} s"
+
+    print(f"train-busy demo features, {len(spans)} fits x 300 trees, {cores} cores")
+    print(f"train-busy tradekit train, quiet:            {fmt(quiet)}")
+    print(f"train-busy tradekit train, 2 busy loops:     {fmt(busy)}")
+    print(
+        f"train-busy bare lgb.train {cores} threads, quiet:  {fmt(bare_quiet)}  (OpenMP defaults)"
+    )
+    print(f"train-busy bare lgb.train {cores} threads, busy:   {fmt(bare_busy)}")
+    print(
+        f"train-busy ratio busy/quiet: tradekit {busy[0] / quiet[0]:.1f}x, "
+        f"bare {bare_busy[0] / bare_quiet[0]:.1f}x"
+    )
+
+
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["predict", "train"]:
-        {"train": bench_train, "predict": bench_predict}[name]()
+    for name in sys.argv[1:] or ["predict", "train", "train-busy"]:
+        {"train": bench_train, "predict": bench_predict, "train-busy": bench_train_busy}[name]()
