@@ -369,6 +369,12 @@ class RunConfig:
         "candles per symbol kept for features (0 = what the model's feature set needs)",
         _non_negative,
     )
+    candidates: str = _opt(
+        "",
+        "directory of candidate models paper-trading beside the live one (deploy --candidate; "
+        "empty: candidates/ in the directory holding [run] model, /opt/tradekit/candidates on "
+        "the Pi)",
+    )
 
 
 @dataclass(frozen=True)
@@ -413,6 +419,11 @@ class NotifyConfig:
     )
     ignored_keep_days: float = _opt(
         7.0, "days the ignored messages stay in the ledger's messages table", _positive
+    )
+    promote_socket: str = _opt(
+        "/run/tradekit-promote.sock",
+        "the phone's `promote NAME` asks the deploy user's promote helper through this socket "
+        "(tradekit-promote.socket, installed by pi-setup.sh)",
     )
 
 
