@@ -58,7 +58,9 @@ demo: install  ## the weekly job on the offline sample, end to end
 	  --context $(DEMO)/report.json --context $(DEMO)/verdict.json && \
 	if [ $$rc -eq 0 ]; then echo "demo: the model PASSED the gate; outputs in $(DEMO)/"; \
 	else echo "demo: the model did NOT pass the gate, so it would not be deployed;" \
-	  "outputs in $(DEMO)/"; fi
+	  "outputs in $(DEMO)/"; fi; \
+	echo "demo: to run tradekit yourself: . $(VENV)/bin/activate (in each new shell)," \
+	  "then e.g. tradekit status --state $(DEMO)/replay.db"
 
 test: lint pytest
 
@@ -94,7 +96,8 @@ completions: install
 # -- the weekly job, keyed on files: `make pipeline` reruns only the stale stages ------------
 # Candles are refetched once per ISO week (the stamp's name changes); every later stage reruns
 # when its input or the config is newer. The gate writes its verdict into the model dir (the
-# receipt naming that model); deploy refuses a model whose receipt did not pass (make exits 2).
+# receipt naming that model); deploy refuses a model whose receipt did not pass ("pipeline:
+# NOT deployed", make exits 0: the verdict is an answer, not a failure).
 # The verdict stays on disk. FETCH_ARGS picks the source, e.g. for the offline sample:
 #   make pipeline FETCH_ARGS="BTC/USD ETH/USD LTC/USD --exchange sample -t 1h --fill-gaps"
 PIPE       ?= pipeline
@@ -126,9 +129,15 @@ $(PIPE)/report.json: $(PIPE)/model/manifest.json $(PIPE)/ohlcv.parquet
 $(PIPE)/verdict.json: $(PIPE)/report.json $(CONFIG)
 	$(TK) gate $< --model $(PIPE)/model -o $@ || [ $$? -eq 1 ]
 
+# deploy alone decides, by the model's receipt. Its exit 1 (the gate said no) is a verdict,
+# not a broken pipeline: one line says the model was not deployed, and make ends without an
+# error of its own; any other failure (SSH, the host) fails the pipeline.
 $(PIPE)/deployed.json: $(PIPE)/verdict.json
-	$(TK) deploy $(PIPE)/model --attach $(PIPE)/report.json --json > $@.tmp
-	mv $@.tmp $@
+	@rc=0; $(TK) deploy $(PIPE)/model --attach $(PIPE)/report.json --json > $@.tmp || rc=$$?; \
+	if [ $$rc -eq 0 ]; then mv $@.tmp $@; echo "pipeline: deployed ($@)"; \
+	elif [ $$rc -eq 1 ]; then rm -f $@.tmp $@; \
+	  echo "pipeline: NOT deployed: the model did not pass the gate (verdict in $<)" >&2; \
+	else rm -f $@.tmp; exit $$rc; fi
 
 # The Vast.ai CLI pins an old `cryptography` that conflicts with ccxt: it gets its own venv
 # and is never a dependency of tradekit (recipes/vastai-train.sh runs it as VASTAI=...).

@@ -272,7 +272,8 @@ def test_rollback_switches_to_the_release_before(run_cli, models, sshd, env, app
     assert log_lines(app)[-1]["action"] == "rollback"
     assert releases(app) == sorted([a, b])  # nothing deleted: roll forward stays possible
     again = run_cli("deploy", "--rollback", env=env)
-    assert again.code == 2 and "no release before" in last_error(again.err)
+    # Nothing to roll back to is not a usage error (2): the host said no (1).
+    assert again.code == 1 and "no release before" in last_error(again.err)
     assert current(app) == a
 
 

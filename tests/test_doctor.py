@@ -50,7 +50,9 @@ def _checks(out: str) -> dict[str, dict[str, object]]:
     return {c["name"]: c for c in doc["checks"]}
 
 
-def test_ready_paper_machine_passes(run_cli, shared_data: Path, tmp_path: Path) -> None:
+def test_paper_machine_without_a_model_is_not_ready(
+    run_cli, shared_data: Path, tmp_path: Path
+) -> None:
     from tradekit.ledger import Ledger
 
     Ledger(tmp_path / "state" / "tradekit.db").close()
@@ -59,12 +61,14 @@ def test_ready_paper_machine_passes(run_cli, shared_data: Path, tmp_path: Path) 
     with KrakenServer(shared_data, 0) as k:
         k.httpd.state = k.state = _WallClock(**_fields(k.state))
         r = run_cli("doctor", "--json", env=_env(k.url, tmp_path))
-    assert r.code == 0, r.err
+    assert r.code == 1, r.err
     c = _checks(r.out)
     assert [c[n]["status"] for n in ("config", "exchange", "clock", "state", "disk")] == ["ok"] * 5
     assert "markets loaded" in str(c["exchange"]["detail"])
     assert c["api key"]["status"] == "skip"  # paper needs no key
-    assert c["model"]["status"] == "warn"  # nothing deployed yet is not a failure in paper
+    # `run` would exit 3 without a model, paper or live: doctor must not say ready.
+    assert c["model"]["status"] == "fail" and "`run` exits 3" in str(c["model"]["detail"])
+    assert r.err.splitlines()[-1] == "tradekit: error: doctor: 1 check(s) failed: model"
     assert "check" in r.err and "exchange" in r.err  # the table goes to stderr
 
 

@@ -58,6 +58,17 @@ def _fraction(v: float) -> str | None:
     return None if 0 <= v <= 1 else f"must be a fraction between 0 and 1 (0.2 = 20%), got {v}"
 
 
+def _stop(v: float) -> str | None:
+    """A stop's distance: positive, unlike Freqtrade's stoploss = -0.05."""
+    if 0 <= v <= 1:
+        return None
+    hint = f": for a stop {-v:.0%} below the price, write {-v:g}" if -1 <= v < 0 else ""
+    return (
+        "must be a positive fraction, the distance below the price (0.05 = 5% below; "
+        f"Freqtrade writes it negative), got {v}{hint}"
+    )
+
+
 def _between(low: float, high: float) -> Check:
     def check(v: float) -> str | None:
         return None if low <= v <= high else f"must be between {low:g} and {high:g}, got {v}"
@@ -218,13 +229,13 @@ class PolicyConfig:
     entry_threshold: float = _opt(0.002, "enter when the prediction is at least this")
     exit_threshold: float = _opt(0.0, "exit when the prediction falls below this")
     stoploss: float = _opt(
-        0.05, "stop-loss distance below entry as a fraction (0 = off)", _fraction
+        0.05, "stop-loss distance below entry as a positive fraction (0 = off)", _stop
     )
     take_profit: float = _opt(
         0.0, "take-profit distance above entry as a fraction (0 = off)", _non_negative
     )
     trailing_stop: float = _opt(
-        0.0, "trailing-stop distance below the high as a fraction (0 = off)", _fraction
+        0.0, "trailing-stop distance below the high as a positive fraction (0 = off)", _stop
     )
     partial_exits: list[float] = _opt([], "gains (fractions) at which part of a position is sold")
     partial_exit_frac: float = _opt(

@@ -153,7 +153,11 @@ class Doctor:
 
         d = Path(self.cfg.run.model).expanduser()
         if not (d / "manifest.json").exists():
-            return (FAIL if self.live else WARN), f"{d}: no deployed model (manifest.json)"
+            # `run` refuses to start without one (exit 3), paper or live: not ready to trade.
+            return FAIL, (
+                f"{d}: no deployed model (manifest.json): `run` exits 3 until one is deployed "
+                "(`tradekit deploy MODEL_DIR`) or [run] model names one"
+            )
         # The checks `run` makes at start: files match the manifest, timeframe, a model for
         # every symbol, the feature set, the model's library installed and loading.
         model = load_model(self.cfg, d)

@@ -46,12 +46,28 @@ class _Json(logging.Formatter):
         return json.dumps(doc, sort_keys=True)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time: while a progress bar is drawn, rich
+    redirects it and prints each log line above the bar instead of into it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # always the current sys.stderr
+
+
 def setup(level: str = "info", as_json: bool = False) -> None:
     lvl = getattr(logging, level.upper(), None)
     if not isinstance(lvl, int):
         lvl = logging.INFO
     state["debug"] = lvl <= logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _Stderr()
     handler.setFormatter(_Json() if as_json else _Plain())
     handler.addFilter(_Redact())
     root = logging.getLogger()

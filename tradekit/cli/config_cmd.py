@@ -54,7 +54,7 @@ def show(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     emit_text(header + tomlkit.dumps(doc))
 
 
-@app.command("set")
+@app.command("set", context_settings={"ignore_unknown_options": True})  # VALUE may be -0.5
 def set_(
     ctx: typer.Context,
     key: Annotated[str, typer.Argument(metavar="SECTION.KEY", help="e.g. risk.max_open_positions")],

@@ -146,8 +146,16 @@ def check(
         out.emit_json(report)
     if not report["ok"]:
         kinds = sorted({p["check"] for p in report["problems"]})
+        # Gaps are hours without a trade on a quiet market, most often: say how to fill them.
+        hint = (
+            "fetch or data import with --fill-gaps fills intervals without trades with flat "
+            "zero-volume candles"
+            if "gaps" in kinds
+            else None
+        )
         raise CheckFailed(
-            f"{report['file']}: {len(report['problems'])} problem(s): {', '.join(kinds)}"
+            f"{report['file']}: {len(report['problems'])} problem(s): {', '.join(kinds)}",
+            hint=hint,
         )
     out.say(f"{report['file']}: no problems in {report['rows']} candles")
 

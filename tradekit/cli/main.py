@@ -20,6 +20,7 @@ import typer
 
 from tradekit import __version__
 from tradekit import log as tklog
+from tradekit.cli import helpfmt
 from tradekit.cli.args import command as named_command
 from tradekit.errors import TradekitError
 
@@ -34,8 +35,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    context_settings=helpfmt.CONTEXT,  # -h too; help as wide as the terminal, up to 120
 )
+helpfmt.install()  # FEATURES, not {FEATURES} <str>; --seed SEED; first sentences uncut
 
 
 @dataclass

@@ -83,15 +83,26 @@ def progress(description: str, total: int | None) -> Iterator[Callable[..., None
         yield nothing
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
+    # A percentage, not "x/N": the units (fits, epochs) are not what the logs count (folds).
+    # Log lines go through the redirected stderr (tradekit.log), printed above the bar.
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
         TimeElapsedColumn(),
+        "ETA",
+        TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=False,
+        redirect_stderr=True,
     ) as bar:
         task = bar.add_task(description, total=total)
 

@@ -125,6 +125,7 @@ def train(
     """Walk-forward training (LightGBM, LSTM, Transformer, or an ensemble of them with a regime
     model and a stacking meta-learner): features/1 -> model dir."""
     import dataclasses
+    from pathlib import Path
 
     from tradekit.cli import output as out
     from tradekit.errors import UsageError
@@ -150,6 +151,13 @@ def train(
     cfg = dataclasses.replace(
         state(ctx).config.model, **{k: v for k, v in overrides.items() if v is not None}
     )
+    partial = Path(output).with_name(Path(output).name + ".partial")
+    if not resume and (partial / "run.json").is_file():
+        # train starts over and removes it: say what it held and what would have kept it.
+        out.say(
+            f"tradekit: warning: {partial} holds an interrupted run's finished folds; this run "
+            "starts over and discards them (`train --resume` continues such a run)"
+        )
     if cfg.kind == "ensemble":
         from tradekit.models.ensemble import train_ensemble
         from tradekit.models.members import load as load_members
@@ -186,9 +194,10 @@ def train(
         def cell(v: object) -> str:
             return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
+        # Folds count from 1, as the log's "fold 1/N" does (the manifest keeps its 0-based index).
         rows = [
             [
-                f["fold"],
+                f["fold"] + 1,
                 f"{f['train']['start'][:16]} .. {f['train']['end'][:16]}",
                 f"{f['test']['start'][:16]} .. {f['test']['end'][:16]}",
                 *(cell(f["metrics"].get(c)) for c in cols[3:]),

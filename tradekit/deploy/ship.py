@@ -31,7 +31,7 @@ from tradekit.deploy.guard import require_receipt
 from tradekit.deploy.health import describe, fill, tail, wait_healthy
 from tradekit.deploy.release import RELEASE_JSON, Release, build_release, check_model_dir, who
 from tradekit.deploy.transport import CONNECT_TIMEOUT_S, Transport, home_of, open_transport
-from tradekit.errors import ExternalError, UsageError
+from tradekit.errors import CheckFailed, ExternalError, UsageError
 
 if TYPE_CHECKING:
     from tradekit.config import DeployConfig
@@ -476,11 +476,12 @@ def rollback(
         host = Host(t, root, cfg, sudo_password)
         st = host.state(history=True)
         current = st.current
+        # Nothing to go back to is the host's state, not a wrong command line: exit 1.
         if current is None:
-            raise UsageError(f"{t.where}:{root}/current does not exist: nothing to roll back")
+            raise CheckFailed(f"{t.where}:{root}/current does not exist: nothing to roll back")
         target = rollback_target(st)
         if target is None:
-            raise UsageError(
+            raise CheckFailed(
                 f"{t.where}:{root}: no release before {current} to roll back to "
                 "(pruned or never deployed)"
             )
