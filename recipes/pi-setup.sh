@@ -55,7 +55,8 @@ START=0
 ONLY_ACCOUNTS=0
 RENDER=""
 # Long-running units and timers enabled at boot.
-ENABLE=(tradekit-run.service tradekit-listen.service tradekit-summary.timer tradekit-fetch.timer)
+ENABLE=(tradekit-run.service tradekit-listen.service tradekit-summary.timer tradekit-fetch.timer
+    tradekit-drift.timer tradekit-review.timer)
 
 usage() {
     cat <<EOF
@@ -367,7 +368,8 @@ if systemctl cat systemd-time-wait-sync.service >/dev/null 2>&1; then
     run systemctl enable systemd-time-wait-sync.service
 fi
 run systemctl enable "${ENABLE[@]}"
-run systemctl start tradekit-summary.timer tradekit-fetch.timer
+run systemctl start tradekit-summary.timer tradekit-fetch.timer tradekit-drift.timer \
+    tradekit-review.timer
 if ((START)); then
     run systemctl restart tradekit-run.service tradekit-listen.service
 fi

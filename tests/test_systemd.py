@@ -227,6 +227,25 @@ def test_the_other_units() -> None:
         assert one(parse(t), "Install", "WantedBy") == "timers.target"
 
 
+def test_the_drift_and_review_units() -> None:
+    drift = parse(UNITS / "tradekit-drift.service")
+    cmd = one(drift, "Service", "ExecStart")
+    # Yesterday's alert removed first, sent only when drift wrote one, exit 1 (an alert) is
+    # not a failure; and the timer runs after the store's top-up (05:10).
+    assert cmd.index("rm -f state/drift-alert.txt") < cmd.index("tradekit drift --alert-file")
+    assert "test -s state/drift-alert.txt" in cmd and "tradekit notify" in cmd
+    assert "test $$rc -le 1" in cmd
+    assert one(parse(UNITS / "tradekit-drift.timer"), "Timer", "OnCalendar").startswith(
+        "*-*-* 06:15"
+    )
+    review = parse(UNITS / "tradekit-review.service")
+    cmd = one(review, "Service", "ExecStart")
+    assert "pipefail" in cmd and "tradekit review --period day &&" in cmd
+    assert "tradekit ask" in cmd and cmd.endswith("| /opt/tradekit/venv/bin/tradekit notify -'")
+    when = one(parse(UNITS / "tradekit-review.timer"), "Timer", "OnCalendar")
+    assert when > one(parse(UNITS / "tradekit-drift.timer"), "Timer", "OnCalendar")
+
+
 @pytest.mark.parametrize("unit", SERVICES, ids=lambda p: p.name)
 def test_every_service_is_sandboxed_alike(unit: Path) -> None:
     svc = parse(unit)["Service"]
@@ -244,6 +263,8 @@ SECRETS = {
     "tradekit-summary.service": ["-/etc/tradekit/notify.env"],
     "tradekit-notify-failure@.service": ["-/etc/tradekit/notify.env"],
     "tradekit-fetch.service": [],
+    "tradekit-drift.service": ["-/etc/tradekit/notify.env"],
+    "tradekit-review.service": ["-/etc/tradekit/listen.env"],  # ask's LLM keys
 }
 # What each file's template in pi-setup.sh may name: nothing beyond its unit's needs.
 TEMPLATES = {
