@@ -201,6 +201,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "sweep": _stage("bench_sweep", "bench_sweep"),  # about 3 minutes
     "predict": _stage("bench_models", "bench_predict"),
     "train": _stage("bench_models", "bench_train"),  # about 5 minutes
+    "ensemble": _stage("bench_ensemble", "bench_ensemble"),  # about 1 minute
     "train-busy": _stage("bench_models", "bench_train_busy"),  # 2-10 minutes
     "decision": _stage("bench_decision", "bench_decision"),
     "live": _stage("bench_live", "bench_process"),

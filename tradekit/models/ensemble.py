@@ -33,7 +33,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradekit.contracts import PREDICTIONS, file_hash, table_metadata, write_arrow, write_json
+from tradekit.contracts import (
+    FEATURES,
+    PREDICTIONS,
+    file_hash,
+    open_parquet,
+    table_metadata,
+    write_arrow,
+    write_json,
+)
 from tradekit.errors import InputError, MissingDependency, TradekitError, UsageError
 from tradekit.models import manifest as mf
 from tradekit.models.ensemble_load import FILE, SCHEMA
@@ -414,8 +422,8 @@ def train_ensemble(
     members, skipped = usable_members(spec)
     features = Path(features_path)
     features_hash = file_hash(features)
-    data = load_features(features, cfg.label, cfg.objective)
-    pick_features(spec.regime, data.panel.features)  # before hours of training, not after
+    _, meta = open_parquet(features, FEATURES)  # the names now, the data after the members
+    pick_features(spec.regime, list(meta.get("features") or []))  # before hours of training
     fingerprint = {
         "features_hash": features_hash,
         "ensemble": spec.as_json(),
@@ -426,6 +434,7 @@ def train_ensemble(
         t0 = time.perf_counter()
         trained = _train_members(features, work, cfg, members, resume, progress)
         t1 = time.perf_counter()
+        data = load_features(features, cfg.label, cfg.objective)
         st = _stack(data, trained, spec, cfg.objective)
         doc = _finish(work, features, features_hash, data, cfg, spec, trained, skipped, st)
         log.info(
