@@ -105,8 +105,7 @@ def backtest(
         rows,
         justify_right=["value"],
     )
-    if breakdown is not None:
-        _breakdown_tables(result.report)
+    _breakdown_tables(result.report)
     # A halt or a cap that blocked entries explains a flat equity curve: say so.
     blocked = {k: v for k, v in result.report.get("risk_events", {}).items() if k != "ok" and v}
     if blocked:
@@ -115,26 +114,70 @@ def backtest(
         out.emit_json(result.report)
 
 
-_STATS = ["trades", "win_rate", "pnl", "avg_pnl_pct", "return_contribution"]
+_SIGNED_PCT = ("return", "return_contribution", "avg_pnl_pct", "buy_and_hold_return")
+_UNSIGNED_PCT = ("win_rate", "max_drawdown")
+
+
+def _cells(d: dict[str, Any], keys: list[str]) -> list[str]:
+    def one(k: str) -> str:
+        v = d.get(k)
+        if v is None:
+            return "n/a"
+        if k in _SIGNED_PCT:
+            return f"{v:+.2%}"
+        if k in _UNSIGNED_PCT:
+            return f"{v:.2%}"
+        if k == "pnl":
+            return f"{v:+,.2f}"
+        if k == "avg_candles":
+            return f"{v:.1f}"
+        return _fmt(k, v)
+
+    return [one(k) for k in keys]
+
+
+def _total(rows: dict[str, dict[str, Any]], start: float) -> dict[str, Any]:
+    """The "all" row of a breakdown: the parts summed (its win rate over every trade)."""
+    n = sum(int(d["trades"]) for d in rows.values())
+    wins = sum(int(d.get("wins") or 0) for d in rows.values())
+    pnl = sum(float(d["pnl"]) for d in rows.values())
+    out: dict[str, Any] = {
+        "trades": n,
+        "wins": wins,
+        "win_rate": wins / n if n else None,
+        "pnl": pnl,
+        "return_contribution": sum(float(d["return_contribution"]) for d in rows.values()),
+    }
+    if all("fees" in d for d in rows.values()):
+        out["fees"] = sum(float(d["fees"]) for d in rows.values())
+    if all(d.get("avg_pnl_pct") is not None for d in rows.values()) and n:
+        out["avg_pnl_pct"] = sum(d["avg_pnl_pct"] * d["trades"] for d in rows.values()) / n
+        out["avg_candles"] = sum(d["avg_candles"] * d["trades"] for d in rows.values()) / n
+    return out
 
 
 def _breakdown_tables(report: dict[str, Any]) -> None:
-    """Per pair, per exit reason and per period, as Freqtrade users know them."""
+    """Per pair and per exit reason always (a glance shows which pair and which exit made the
+    result, with an "all" row as Freqtrade's tables have); per period with --breakdown."""
     from tradekit.cli import output as out
 
-    def cells(d: dict[str, Any], keys: list[str]) -> list[str]:
-        pct = ("win_rate", "avg_pnl_pct", "return_contribution", "return", "max_drawdown")
-        return [
-            "n/a" if d.get(k) is None else f"{d[k]:.2%}" if k in pct else _fmt(k, d[k])
-            for k in keys
-        ]
-
-    pair_keys = ["trades", "win_rate", "pnl", "fees", "return_contribution"]
-    rows = [[s, *cells(d, pair_keys)] for s, d in report["per_symbol"].items()]
-    out.table("per pair", ["pair", *pair_keys], rows, justify_right=pair_keys)
-    rows = [[r, *cells(d, _STATS)] for r, d in report["per_exit_reason"].items()]
-    out.table("per exit reason", ["exit reason", *_STATS], rows, justify_right=_STATS)
-    b = report["breakdown"]
-    keys = ["trades", "win_rate", "pnl", "return", "max_drawdown"]
-    rows = [[r["period"], *cells(r, keys)] for r in b["rows"]]
-    out.table(f"per {b['period']}", [b["period"], *keys], rows, justify_right=keys)
+    start = float(report["metrics"].get("starting_balance") or 1.0)
+    pairs = report["per_symbol"]
+    keys = ["trades", "win_rate", "pnl", "fees", "return_contribution", "buy_and_hold_return"]
+    rows = [[s, *_cells(d, keys)] for s, d in pairs.items()]
+    if len(pairs) > 1:
+        rows.append(["all", *_cells(_total(pairs, start), keys)])
+    out.table("per pair", ["pair", *keys], rows, justify_right=keys)
+    exits = report.get("per_exit_reason") or {}
+    if exits:
+        keys = ["trades", "win_rate", "pnl", "avg_pnl_pct", "avg_candles", "return_contribution"]
+        by_pnl = sorted(exits.items(), key=lambda kv: -float(kv[1]["pnl"]))
+        rows = [[r, *_cells(d, keys)] for r, d in by_pnl]
+        if len(exits) > 1:
+            rows.append(["all", *_cells(_total(exits, start), keys)])
+        out.table("per exit reason", ["exit reason", *keys], rows, justify_right=keys)
+    b = report.get("breakdown")
+    if b:
+        keys = ["trades", "win_rate", "pnl", "return", "max_drawdown"]
+        rows = [[r["period"], *_cells(r, keys)] for r in b["rows"]]
+        out.table(f"per {b['period']}", [b["period"], *keys], rows, justify_right=keys)

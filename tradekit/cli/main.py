@@ -133,6 +133,7 @@ def _register() -> None:
         run_cmd,
         serve_cmd,
         sweep_cmd,
+        trades_cmd,
         train_cmd,
     )
 
@@ -141,6 +142,7 @@ def _register() -> None:
     app.command("train")(train_cmd.train)
     app.command("predict")(predict_cmd.predict)
     app.command("backtest")(backtest_cmd.backtest)
+    app.command("trades")(trades_cmd.trades)
     app.command("sweep")(sweep_cmd.sweep)
     app.command("gate")(gate_cmd.gate)
     app.command("run")(run_cmd.run)

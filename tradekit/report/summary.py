@@ -22,7 +22,7 @@ from tradekit.report.account import equity_window
 from tradekit.report.fmt import Fmt
 from tradekit.report.snapshot import DAY_MS
 from tradekit.report.snapshot import build as build_snapshot
-from tradekit.timeutil import fmt_local, fmt_ms, now_ms, zone_name
+from tradekit.timeutil import fmt_ms, now_ms, zone_name
 
 SCHEMA = "summary/1"
 PERIODS = {"day": DAY_MS, "week": 7 * DAY_MS}
@@ -199,32 +199,67 @@ def render(doc: dict[str, Any], tz: tzinfo = UTC, lang: str = "en") -> str:
 
 
 def write_png(path: str | Path, file: str | Path, doc: dict[str, Any], tz: tzinfo = UTC) -> None:
-    """The period's equity curve as a PNG at ``file`` (written atomically), times in ``tz``."""
+    """The period on a phone screen, as a PNG at ``file`` (written atomically): equity in the
+    quote currency with each closed trade marked at its exit (green won, red lost), and the
+    drawdown from the peak in percent underneath; times in ``tz``."""
     from datetime import datetime
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, PercentFormatter
 
     from tradekit.fsutil import atomic_path
+    from tradekit.report.charts import date_axis
 
-    with LedgerView(path) as view:
-        rows = [
-            (r["candle_ms"], r["equity"]) for r in view.equity_rows(doc["start_ms"], doc["end_ms"])
-        ]
-    fig = Figure(figsize=(6, 3.4), dpi=100)
+    with LedgerView(path) as view, view.snapshot():
+        rows = view.equity_rows(doc["start_ms"], doc["end_ms"])
+        trades = view.trades(start_ms=doc["start_ms"], end_ms=doc["end_ms"])
+    fig = Figure(figsize=(6.4, 4.4), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    cur = doc["currency"]
+    f = Fmt("en", cur, tz)
     if rows:
-        xs = [datetime.fromtimestamp(r[0] / 1000, tz) for r in rows]
-        ax.plot(xs, [r[1] for r in rows], color="tab:blue", linewidth=1.5)  # type: ignore[arg-type]
-        ax.xaxis_date(tz)  # ticks in the person's zone, not matplotlib's UTC default
+        xs = [datetime.fromtimestamp(r["candle_ms"] / 1000, tz) for r in rows]
+        eq = [float(r["equity"]) for r in rows]
+        top.plot(xs, eq, color="tab:blue", linewidth=1.5, zorder=2)  # type: ignore[arg-type]
+        # Each trade at its exit candle's equity (the ledger books a trade at a candle).
+        at = {int(r["candle_ms"]): float(r["equity"]) for r in rows}
+        for won in (True, False):
+            mine = [t for t in trades if (t["pnl"] >= 0) == won and int(t["exit_ms"]) in at]
+            if mine:
+                top.scatter(
+                    [datetime.fromtimestamp(t["exit_ms"] / 1000, tz) for t in mine],  # type: ignore[arg-type]
+                    [at[int(t["exit_ms"])] for t in mine],
+                    marker="o", s=22, zorder=3, color="tab:green" if won else "tab:red",
+                    label=f"{len(mine)} trade(s) {'won' if won else 'lost'}",
+                )  # fmt: skip
+        if trades:
+            top.legend(loc="best", fontsize=7, framealpha=0.9)
+        peak = 0.0
+        dd = []
+        for r in rows:
+            peak = max(peak, float(r["peak"] or 0.0), float(r["equity"]))
+            dd.append((float(r["equity"]) / peak - 1.0) * 100 if peak > 0 else 0.0)
+        bottom.fill_between(xs, dd, 0.0, color="tab:red", alpha=0.45, linewidth=0)  # type: ignore[arg-type]
+        bottom.set_ylim(min(-1.0, min(dd) * 1.15), 0.3)
+        date_axis(bottom, tz)  # ticks in the person's zone, not matplotlib's UTC default
         fig.autofmt_xdate()
     else:
-        ax.text(0.5, 0.5, "no equity in this period", ha="center", va="center")
-    cur = f" ({doc['currency']})" if doc["currency"] else ""
-    end = fmt_local(doc["end_ms"], tz)
-    ax.set_title(f"Equity{cur}, {doc['period']} to {end}  {Fmt().pct(doc['change_pct'])}")
-    ax.grid(alpha=0.3)
+        top.text(0.5, 0.5, "no equity in this period", ha="center", va="center")
+    top.set_ylabel(f"equity ({cur})" if cur else "equity", fontsize=9)
+    top.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:,.0f}"))
+    bottom.set_ylabel("from peak", fontsize=9)  # the drawdown since the all-time peak
+    bottom.yaxis.set_major_formatter(PercentFormatter(100, decimals=1))
+    end = f.time(doc["end_ms"])
+    top.set_title(
+        f"{'Day' if doc['period'] == 'day' else 'Week'} to {end}: {f.pct(doc['change_pct'])}, "
+        f"{doc['trades']} trade(s), max DD {f.pct(doc['max_drawdown_period'], signed=False)}",
+        fontsize=9,
+    )
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
     fig.tight_layout()
     with atomic_path(file) as tmp:
         fig.savefig(tmp, format="png")
