@@ -247,7 +247,7 @@ def test_shell_completion_offers_commands():
         COMP_WORDS="tradekit d",
         COMP_CWORD="1",
     )
-    assert r.stdout.split() == ["deploy", "doctor", "data"]
+    assert r.stdout.split() == ["deploy", "doctor", "drift", "data"]
 
 
 @pytest.mark.parametrize(
