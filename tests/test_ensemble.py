@@ -313,3 +313,23 @@ def test_a_sequence_member_beside_lightgbm(run_cli):
     # Rows without a full window for the sequence member get no ensemble prediction.
     assert len(pred) == 2 * (300 - 5)
     assert pred.groupby("symbol")["timestamp"].min().nunique() == 1
+
+
+def test_the_live_loops_row_path_equals_predict(run_cli):
+    """predict_rows (the loop's pandas-free path, LightGBM through treelite with lean) gives
+    the same numbers as predict on a frame."""
+    from tradekit.contracts import FEATURES, read_table
+    from tradekit.models.ensemble_load import LoadedEnsemble
+    from tradekit.models.predict import load_model
+
+    write_ensemble_features("f.parquet")
+    train_cli(run_cli, "f.parquet", "-o", "ens")
+    frame, _ = read_table("f.parquet", FEATURES)
+    rows = frame.groupby("symbol").tail(3).reset_index(drop=True)
+    want = load_model("ens").predict(rows)["prediction"].to_numpy()
+    for lean in (False, True):
+        model = load_model("ens", lean=lean)
+        assert isinstance(model, LoadedEnsemble) and model.rowwise
+        X = rows[model.features].to_numpy(dtype=np.float32)
+        got = model.predict_rows(X, rows["symbol"].tolist())
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)

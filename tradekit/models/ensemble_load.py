@@ -86,6 +86,26 @@ class LoadedEnsemble(LoadedModel):
         ret = features[r.trend_feature].to_numpy(dtype=np.float64)
         return r.classify(vol, ret)
 
+    @property
+    def rowwise(self) -> bool:
+        """Every member predicts a row from its own features (no sequence member): the
+        live loop's row-at-a-time path (:meth:`predict_rows`) serves the ensemble too."""
+        return all(m.lookback <= 1 and m.kind == "lightgbm" for m in self.members.values())
+
+    def predict_rows(self, X: npt.NDArray[np.float32], symbols: Any) -> npt.NDArray[np.float64]:
+        """The ensemble's predictions for a feature matrix (manifest column order), one row
+        per entry of ``symbols``, without pandas (LightGBM members only)."""
+        import numpy as np
+
+        if not self.rowwise:
+            raise InputError(
+                f"{self.directory}: a sequence member needs windows of rows; use predict"
+            )
+        P = np.column_stack([self.members[n].predict_rows(X, symbols) for n in self.names])
+        vol = X[:, self.features.index(self.regime.vol_feature)]
+        ret = X[:, self.features.index(self.regime.trend_feature)]
+        return self.meta.predict(P, self.regime.classify(vol, ret))
+
     def predict(self, features: pd.DataFrame) -> pd.DataFrame:
         import numpy as np
         import pandas as pd
@@ -106,10 +126,12 @@ class LoadedEnsemble(LoadedModel):
 
 
 def _member(
-    directory: Path, doc: dict[str, Any], entry: dict[str, Any], threads: int
+    directory: Path, doc: dict[str, Any], entry: dict[str, Any], threads: int, lean: bool
 ) -> LoadedModel:
     """One member, loaded from its entry in ensemble.json (its own manifest stays local: it
-    is lineage, not needed to predict)."""
+    is lineage, not needed to predict). ``lean``: LightGBM members through treelite, as
+    :func:`~tradekit.models.predict.load_model` loads a LightGBM model."""
+    from tradekit.models import lean as tl
     from tradekit.models.base import ModelSpec, model_class
 
     names = ModelSpec.__dataclass_fields__
@@ -118,11 +140,14 @@ def _member(
         **{k: v for k, v in params.items() if k in names}, threads=threads, device="cpu"
     )
     path = directory / str(entry["dir"])
-    cls = model_class(spec.kind)
     features = list(doc["features"])
-    models = {
-        str(sym): cls.load(path, str(stem), spec, features) for sym, stem in entry["models"].items()
-    }
+    stems = {str(sym): str(stem) for sym, stem in entry["models"].items()}
+    models: dict[str, Any]
+    if lean and spec.kind == "lightgbm" and tl.available():
+        models = {sym: tl.TreeliteModel(path / f"{stem}.txt") for sym, stem in stems.items()}
+    else:
+        cls = model_class(spec.kind)
+        models = {sym: cls.load(path, stem, spec, features) for sym, stem in stems.items()}
     if not models:
         raise InputError(f"{directory / FILE}: member {entry['name']!r} lists no models")
     manifest = {
@@ -136,7 +161,9 @@ def _member(
     return LoadedModel(path, manifest, models)
 
 
-def load_ensemble(directory: Path, doc: dict[str, Any], *, threads: int = 1) -> LoadedEnsemble:
+def load_ensemble(
+    directory: Path, doc: dict[str, Any], *, threads: int = 1, lean: bool = False
+) -> LoadedEnsemble:
     """The ensemble whose checked manifest is ``doc`` (every file present, hashes matching:
     ``ensemble.json`` and each member's model files are among them)."""
     label = directory / FILE
@@ -145,7 +172,9 @@ def load_ensemble(directory: Path, doc: dict[str, Any], *, threads: int = 1) -> 
         regime = RegimeModel.from_json(spec["regime"])
         meta = MetaModel.from_json(spec["meta"])
         entries = {str(e["name"]): e for e in spec["members"]}
-        members = {name: _member(directory, doc, entries[name], threads) for name in meta.members}
+        members = {
+            name: _member(directory, doc, entries[name], threads, lean) for name in meta.members
+        }
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{label}: malformed ensemble description ({e!r})") from None
     missing = [c for c in (regime.vol_feature, regime.trend_feature) if c not in doc["features"]]

@@ -208,7 +208,7 @@ def load_model(model_dir: str | Path, *, threads: int = 1, lean: bool = False) -
     if doc["kind"] == "ensemble":  # members, regime and meta-learner behind the same surface
         from tradekit.models.ensemble_load import load_ensemble
 
-        return load_ensemble(directory, doc, threads=threads)
+        return load_ensemble(directory, doc, threads=threads, lean=lean)
     params = dict(doc["params"])
     names = ModelSpec.__dataclass_fields__
     try:
