@@ -333,3 +333,39 @@ def test_the_live_loops_row_path_equals_predict(run_cli):
         X = rows[model.features].to_numpy(dtype=np.float32)
         got = model.predict_rows(X, rows["symbol"].tolist())
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_an_ensemble_in_the_live_loop(run_cli):
+    """run's loading (timeframe, symbols, feature set checked) and the loop's signals serve an
+    ensemble as any model: the prediction at a candle equals the ensemble's on the features
+    of the whole history; drift judges it too."""
+    from tests.test_drift import CONFIG, ROWS, SYMBOLS, walk
+    from tradekit.config import load_config
+    from tradekit.contracts import write_ohlcv
+    from tradekit.live.history import History
+    from tradekit.live.signals import ModelSignals
+    from tradekit.live.startup import load_model
+
+    Path("tradekit.toml").write_text(CONFIG)
+    ohlcv = walk(ROWS, 4)
+    write_ohlcv(ohlcv, "ohlcv.parquet", {"exchange": "sample", "timeframe": "1h"})
+    assert run_cli("-c", "tradekit.toml", "featurize", "ohlcv.parquet", "-o", "f.parquet").code == 0
+    r = run_cli("-c", "tradekit.toml", "train", "f.parquet", "-o", "ens", "--model", "ensemble")
+    assert r.code == 0, r.err
+    cfg = load_config("tradekit.toml", environ={})
+    model = load_model(cfg, Path("ens"))
+    signals = ModelSignals(model, list(SYMBOLS), "1h")
+    history = History(list(SYMBOLS), HOUR, 2000)
+    ts = ohlcv["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
+    for s in SYMBOLS:
+        part = ohlcv[ohlcv["symbol"] == s]
+        rows = np.column_stack([ts[part.index], part[["open", "high", "low", "close", "volume"]]])
+        history.add(s, rows)
+    t = int(ts.max())
+    live, _ = signals.predict(t, history)
+    frame = pd.read_parquet("f.parquet")
+    last = frame[frame["timestamp"].dt.as_unit("ms").astype("int64") == t]
+    want = model.predict(last.reset_index(drop=True))
+    np.testing.assert_allclose(live, want["prediction"].to_numpy(), rtol=0, atol=1e-9)
+    r = run_cli("-c", "tradekit.toml", "drift", "ens", "f.parquet", "--json")
+    assert r.code in (0, 1) and json.loads(r.out)["model"]["kind"] == "ensemble"
