@@ -48,6 +48,19 @@ class History:
             self.rows[symbol] = np.concatenate([have, a])[-self.keep :]
         return len(a)
 
+    def widen(self, symbols: set[str] | list[str], keep: int) -> bool:
+        """Also keep ``symbols`` and at least ``keep`` candles (a candidate model that needs
+        more than the live one); True when anything changed (the store can fill it in)."""
+        import numpy as np
+
+        new = sorted(set(symbols) - set(self.symbols))
+        for s in new:
+            self.symbols.append(s)
+            self.rows[s] = np.empty((0, 6))
+        grew = keep > self.keep
+        self.keep = max(self.keep, keep)
+        return bool(new) or grew
+
     def last_ms(self, symbol: str) -> int | None:
         have = self.rows[symbol]
         return int(have[-1, 0]) if len(have) else None

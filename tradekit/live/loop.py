@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from tradekit.config import Config
+    from tradekit.live.candidates import Candidates
     from tradekit.live.engine import Engine
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class Runner:
         self.summary = RunSummary(self.mode)
         self._manifest_stamp: tuple[float, int] | None = None
         self._clock_offset = 0  # exchange clock - local clock, ms
+        self.candidates: Candidates | None = None
 
     # ---- start -----------------------------------------------------------------------------
     def run(self, *, once: bool = False, max_iterations: int | None = None) -> RunSummary:
@@ -150,9 +152,12 @@ class Runner:
             interrupt.check()
             self._recover(engine)
             self._announce_halts(engine)
+            self.candidates = self._candidates(signals)
             self._load_history()
             return self._loop(engine, signals, once=once, max_iterations=max_iterations)
         finally:
+            if self.candidates is not None:
+                self.candidates.close()
             ledger.close()
 
     def _note(self, level: str, kind: str, msg: str, **data: Any) -> None:
@@ -220,9 +225,25 @@ class Runner:
         """The candle cache beside the ledger, then the store for what it lacks; the
         exchange's newest come on top at the first cycle."""
         self.history.load(self._cache, self._source)
+        self._fill_store()
+
+    def _fill_store(self) -> None:
         self.history.fill_from_store(
             Path(self.cfg.data.store), self.cfg.exchange.id, self.cfg.exchange.timeframe
         )
+
+    def _candidates(self, signals: FileSignals | ModelSignals) -> Candidates:
+        """Candidate models beside the live one (``tradekit.live.candidates``), loaded now so
+        that the history keeps what they need too."""
+        from tradekit import evidence
+        from tradekit.live.candidates import Candidates
+
+        where = evidence.directory(self.cfg.run.candidates, str(self.model_dir))
+        cands = Candidates(
+            self.cfg, directory=where, state=self.state_path, tf_ms=self.tf_ms, note=self._note
+        )
+        cands.scan(signals, self.history)
+        return cands
 
     @property
     def _cache(self) -> Path:
@@ -390,7 +411,8 @@ class Runner:
         pred, digest = signals.predict(t, self.history)
         recovery.settle(engine, self.broker, self.ledger, wait=False)  # stops that filled
         engine.close_phase(t, o, h, lo, c, pred, digest)
-        engine.open_phase(t + tf, self._opens(t + tf, fresh, c))
+        opens = self._opens(t + tf, fresh, c)
+        engine.open_phase(t + tf, opens)
         self.broker.place_stops(engine)
         self.summary.cycles += 1
         self.summary.last_candle_ms = t
@@ -401,6 +423,9 @@ class Runner:
             len(engine.held()),
             (time.perf_counter() - t0) * 1000,
         )
+        if self.candidates is not None:  # after the live orders; never raises
+            self.candidates.cycle(t, self._ohlc, opens, self.history, signals, self._fill_store)
+            log.debug("candidates: %.1f ms", self.candidates.last_ms)
 
     def _maybe_reload(
         self, signals: FileSignals | ModelSignals, engine: Engine

@@ -50,7 +50,14 @@ class ModelSignals:
     bit-identical to ``build_features``) and needs no pandas. A sequence model (LSTM,
     Transformer) reads a window of rows: it computes them over the history's tail."""
 
-    def __init__(self, model: LoadedModel, symbols: list[str], timeframe: str) -> None:
+    def __init__(
+        self,
+        model: LoadedModel,
+        symbols: list[str],
+        timeframe: str,
+        *,
+        features_of: ModelSignals | None = None,
+    ) -> None:
         self.model = model
         self.symbols = symbols
         self.spec = spec_of(model)
@@ -59,13 +66,34 @@ class ModelSignals:
         self.incremental = model.lookback <= 1 and hasattr(model, "predict_rows")
         self._features: Any = None  # IncrementalFeatures, warmed at the first prediction
         self._fed: dict[str, float] = {}  # per symbol: the newest candle given to it
+        # Another model's signals on the same feature set and symbols (a candidate beside the
+        # live model): their features, computed once per candle, serve both.
+        self._source = (
+            features_of
+            if features_of is not None
+            and self.rowwise
+            and features_of.rowwise
+            and features_of.spec.hash == self.spec.hash
+            and features_of.symbols == symbols
+            and features_of.timeframe == timeframe
+            else None
+        )
+
+    @property
+    def rowwise(self) -> bool:
+        """Features a candle at a time and one row per prediction (the LightGBM path)."""
+        return self.incremental and self.model.kind == "lightgbm"
+
+    @property
+    def shares_features(self) -> bool:
+        return self._source is not None
 
     def predict(self, t_ms: int, history: History) -> tuple[NDArray[np.float64], str]:
-        if not self.incremental or self.model.kind != "lightgbm":
+        if not self.rowwise:
             return self._predict_batch(t_ms, history)
         import numpy as np
 
-        feats = self._feed(history)
+        feats = self.feed(history)
         out = np.full(len(self.symbols), np.nan)
         at = [feats.last_ms(s) == t_ms for s in self.symbols]
         if not any(at):
@@ -77,8 +105,11 @@ class ModelSignals:
         order = np.argsort(np.asarray(syms, dtype=object))
         return out, hashlib.sha256(X[order].tobytes()).hexdigest()[:16]
 
-    def _feed(self, history: History) -> Any:
-        """The incremental features, given every candle of the history they have not seen."""
+    def feed(self, history: History) -> Any:
+        """The incremental features, given every candle of the history they have not seen
+        (a second call for the same candles gives nothing twice)."""
+        if self._source is not None:
+            return self._source.feed(history)
         import numpy as np
 
         from tradekit.features.incremental import IncrementalFeatures
