@@ -90,18 +90,10 @@ def _talib_base(df, periods: tuple[int, ...]) -> None:  # type: ignore[no-untype
 
 def _child(args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one child process."""
-    import subprocess
+    from tests.benchmarks.child import measure
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{args[:4]} failed:\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    u = measure(args, {**os.environ, "PYTHONPATH": str(ROOT)})
+    return u.wall_s, u.rss_mb
 
 
 def bench_featurize(symbols: int = 10, n: int = 100_000) -> None:

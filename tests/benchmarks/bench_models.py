@@ -9,7 +9,12 @@
    1 thread (+10 final models), against FreqAI's 115 s / 624 MB peak RSS measured on this
    machine class (shared/reference/freqtrade-anchor.md; targets <= 1/5 time, <= 1/3 memory).
 Each run is a separate `python -m tradekit train` process (wall time and its own peak RSS via
-wait4), with the same fits in a bare `lgb.train` loop as the same-run reference.
+wait4, through ``tests.benchmarks.child``: a child forked straight from this process would
+report this process's peak), with the same fits in a bare `lgb.train` loop as the same-run
+reference; then with every core (models fitted side by side, one thread each).
+
+``bench_train_busy``: ``tradekit train`` on the demo's features, quiet and beside two busy
+loops, against a bare ``lgb.train`` loop on every core with OpenMP's defaults.
 
 ``bench_predict``: median and p99 of LoadedModel.predict on a one-row frame (60 features, 300
 trees) over 1,000 calls, against booster.predict on the same numpy row.
@@ -74,17 +79,11 @@ def _write_features(path: Path, symbols: int, rows: int, n_features: int, horizo
 
 def _measure(args: list[str]) -> tuple[float, float, str]:
     """Wall seconds and peak RSS (MB) of one child process, and its stderr."""
+    from tests.benchmarks.child import measure
+
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise RuntimeError(f"{args[:4]} failed ({proc.returncode}):\n{err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, err
+    u = measure(args, env)
+    return u.wall_s, u.rss_mb, u.stderr
 
 
 BARE = textwrap.dedent(
@@ -174,10 +173,12 @@ def _train_case(
         f"memory {rss / bare_rss:.2f}x"
     )
     cores = os.cpu_count() or 1
-    wall_all, rss_all = (wall, rss) if cores == 1 else run_train(0)
+    # threads = cores, not 0: 0 (the default) takes the cores the load leaves free.
+    wall_all, rss_all = (wall, rss) if cores == 1 else run_train(cores)
     print(
         f"train    {name}: tradekit train, {cores} threads    {wall_all:7.1f} s  "
-        f"peak RSS {rss_all:6.0f} MB (threads = 0, the default: all cores)"
+        f"peak RSS {rss_all:6.0f} MB (models side by side, one thread each; load "
+        f"{os.getloadavg()[0]:.1f})"
     )
     if name == "freqai-shape":
         for label, w, r in (("1 thread", wall, rss), (f"{cores} threads", wall_all, rss_all)):
@@ -267,21 +268,10 @@ BUSY_BARE = textwrap.dedent(
 
 def _timed_child(args: list[str], env: dict[str, str], timeout_s: float) -> tuple[float, float]:
     """(wall s, CPU s) of a child process; wall is inf if it was stopped at ``timeout_s``."""
-    import threading
+    from tests.benchmarks.child import measure
 
-    t = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    timer = threading.Timer(timeout_s, proc.kill)
-    timer.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    timer.cancel()
-    proc.returncode = code = os.waitstatus_to_exitcode(status)
-    wall, cpu = time.perf_counter() - t, usage.ru_utime + usage.ru_stime
-    if code == -9:
-        return float("inf"), cpu
-    if code != 0:
-        raise RuntimeError(f"{args[:4]} failed ({code})")
-    return wall, cpu
+    u = measure(args, env, timeout_s)
+    return u.wall_s, u.cpu_s
 
 
 class _Hogs:
