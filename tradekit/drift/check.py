@@ -235,7 +235,7 @@ def check_drift(
     d = cfg.drift
     now = clock() if now_ms is None else now_ms
     days = d.window_days if window_days is None else window_days
-    model = load_model(model_dir)
+    model = load_model(model_dir, lean=True)  # as `run` loads it (treelite when installed)
     got = load_data(model, data, cfg)
     ts = got.features["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
     if not len(ts):
