@@ -1,9 +1,9 @@
-"""Feature stage: indicators, feature sets, labels; ohlcv/1 -> features/1.
+"""Feature stage: indicators, feature sets, labels; ohlcv/1 -> features/2.
 
 The stable API for ``featurize`` and the live loop:
 
 - :func:`load_spec` -- the :class:`FeatureSpec` of ``[features]`` or a feature-set file;
-- :func:`build_features` -- a features/1 frame and its metadata from an ohlcv/1 frame;
+- :func:`build_features` -- a features/2 frame and its metadata from an ohlcv/1 frame;
 - :func:`feature_columns` -- the feature column names a spec produces, in order;
 - :func:`tail_candles` -- how many recent candles per symbol reproduce the last row exactly;
 - :class:`tradekit.features.incremental.IncrementalFeatures` -- the live loop's features,

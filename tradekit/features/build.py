@@ -1,4 +1,4 @@
-"""Build features/1 from ohlcv/1: indicators per symbol, higher-timeframe and reference-pair
+"""Build features/2 from ohlcv/1: indicators per symbol, higher-timeframe and reference-pair
 context merged without leakage, labels, warm-up dropped.
 
 No look-ahead, by construction:
@@ -108,7 +108,8 @@ def build_features(
     source_label: str = "input",
     last: int | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """features/1 frame (symbol, timestamp, features..., labels...) and its metadata.
+    """features/2 frame (symbol, timestamp, features..., labels...; all float64 here, which
+    ``featurize`` rounds to float32 for the file) and its metadata.
 
     ``cost`` is the round-trip cost threshold of ``label_class``; ``source_label`` names the
     input in error messages. Rows whose labels are unknown (the last ``label_horizon``) are

@@ -3,7 +3,7 @@
 A spec comes from ``[features]`` in the config (``set = "default"`` or ``"minimal"``, the
 built-in sets) or from a feature-set TOML file with the same keys plus the indicator families to
 include. Its ``hash`` (sha256 of a canonical JSON of :meth:`FeatureSpec.to_dict`) goes into the
-features/1 metadata, so a model can tell which features it was trained on.
+features/2 metadata, so a model can tell which features it was trained on.
 
 Stdlib only: the live loop and ``featurize`` load a spec without importing numpy or pandas.
 

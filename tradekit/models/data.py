@@ -1,4 +1,4 @@
-"""A features/1 file as training arrays, read column by column, without pandas.
+"""A features/2 (or features/1) file as training arrays, read column by column, without pandas.
 
 Each feature column is decoded from Parquet on its own straight into one float32 matrix, so
 reading never holds the whole table twice (Arrow + pandas + matrix): for 1M rows x 60 features
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainingData:
-    """A features/1 file as arrays, rows sorted by symbol then time."""
+    """A features/2 file as arrays, rows sorted by symbol then time."""
 
     path: Path
     meta: dict[str, Any]
@@ -61,7 +61,7 @@ def default_label(objective: str) -> str:
 
 
 def load_features(path: str | Path, label: str, objective: str) -> TrainingData:
-    """Read and check a features/1 file for training: feature columns from the metadata, a
+    """Read and check a features/2 file for training: feature columns from the metadata, a
     label with values, no label among the features."""
     import numpy as np
 
