@@ -151,8 +151,9 @@ def train(
     cfg = dataclasses.replace(
         state(ctx).config.model, **{k: v for k, v in overrides.items() if v is not None}
     )
-    partial = Path(output).with_name(Path(output).name + ".partial")
-    if not resume and (partial / "run.json").is_file():
+    named = Path(output).name not in ("", ".", "..")  # else training says what to name
+    partial = Path(output).with_name(Path(output).name + ".partial") if named else None
+    if not resume and partial is not None and (partial / "run.json").is_file():
         # train starts over and removes it: say what it held and what would have kept it.
         out.say(
             f"tradekit: warning: {partial} holds an interrupted run's finished folds; this run "
