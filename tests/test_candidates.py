@@ -189,6 +189,12 @@ def test_each_candidate_equals_a_replay_of_its_model(
         weq, geq = _rows(replayed, eq), _rows(paper, eq)
         diff = [(w, g) for w, g in zip(weq, geq, strict=False) if w != g]
         assert len(weq) == len(geq) and not diff, (name, len(weq), len(geq), diff[:2])
+        # Every decision too (the candidate also opened the candle after the last one).
+        dec = (
+            "SELECT candle_ms, symbol, phase, action, reason, prediction, price, qty FROM "
+            f"decisions WHERE candle_ms <= {ts[end]} ORDER BY candle_ms, phase, symbol, id"
+        )
+        assert _rows(paper, dec) == _rows(replayed, dec), name
         (mode,) = _rows(paper, "SELECT value FROM meta WHERE key = 'mode'")
         assert mode == ("candidate",)
     # The two candidates traded differently (different models), so the check has teeth.

@@ -204,6 +204,7 @@ BENCHES: dict[str, Callable[[], None]] = {
     "ensemble": _stage("bench_ensemble", "bench_ensemble"),  # about 1 minute
     "train-busy": _stage("bench_models", "bench_train_busy"),  # 2-10 minutes
     "decision": _stage("bench_decision", "bench_decision"),
+    "candidates": _stage("bench_candidates", "bench_candidates"),
     "live": _stage("bench_live", "bench_process"),
     "recovery": _stage("bench_recovery", "bench_recovery"),
     "deploy": _stage("bench_deploy", "bench_deploy"),

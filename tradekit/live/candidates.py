@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +32,13 @@ from typing import TYPE_CHECKING, Any
 from tradekit import evidence
 from tradekit.errors import TradekitError
 from tradekit.ledger import Ledger, now_ms
+from tradekit.live.engine import Engine
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
     from tradekit.config import Config
-    from tradekit.live.engine import Engine
     from tradekit.live.history import History
     from tradekit.live.signals import FileSignals, ModelSignals
 
@@ -55,7 +56,7 @@ class Slot:
     stamp: tuple[Any, ...]  # what it was loaded from (a change reloads it)
     release: str
     signals: ModelSignals
-    engine: Engine
+    engine: PaperAccount
     ledger: Ledger
 
 
@@ -165,8 +166,9 @@ class Candidates:
 
     def _open(
         self, path: Path, c: evidence.Installed, signals: ModelSignals
-    ) -> tuple[Engine, Ledger]:
-        from tradekit.live import startup
+    ) -> tuple[PaperAccount, Ledger]:
+        """The candidate's paper account from its ledger, or a fresh one (its first state
+        and meta in one transaction, as a fresh live ledger's)."""
         from tradekit.live.brokers import BrokerContext, PaperLoopBroker
 
         cfg = self.cfg
@@ -183,19 +185,21 @@ class Candidates:
                 cfg.backtest.slippage,
                 cfg.run.paper_balance,
             )
-            engine, gone = startup.open_engine(
-                cfg, ledger, broker, mode="candidate", tf_ms=self.tf_ms,
-                model_version=signals.version,
-            )  # fmt: skip
-            if not ledger.meta().get("release"):
-                ledger.set_meta(name=c.name, release=c.release, model_dir=str(c.link),
-                                model_version=signals.version)  # fmt: skip
-            # A crash between an order's write-ahead row and its booking: the paper exchange
-            # fills it as it would have (as a resumed replay does).
-            for row in ledger.unsettled_orders():
-                engine.book(row, broker.settle(row))
-            for sym in gone:
-                log.warning("candidate %s holds %s, no longer configured", c.name, sym)
+            doc = ledger.load_engine()
+            symbols = list(cfg.exchange.symbols)
+            engine = _account(cfg, symbols, broker, ledger, self.tf_ms, signals.version,
+                              fresh=doc is None)  # fmt: skip
+            if doc is None:
+                ledger.init(engine.to_doc(), mode="candidate", symbols=",".join(symbols),
+                            created_ms=str(now_ms()), name=c.name, release=c.release,
+                            model_dir=str(c.link), model_version=signals.version)  # fmt: skip
+            else:
+                for sym in engine.load_doc(doc):
+                    log.warning("candidate %s holds %s, no longer configured", c.name, sym)
+                # A crash between an order's write-ahead row and its booking: the paper
+                # exchange fills it as it would have (as a resumed replay does).
+                for row in ledger.unsettled_orders():
+                    engine.book(row, broker.settle(row))
         except BaseException:
             ledger.close()
             raise
@@ -257,7 +261,7 @@ class Candidates:
             return
         pred, digest = slot.signals.predict(t, history)
         o, h, lo, c = ohlc(t)
-        with slot.ledger.tx():
+        with slot.engine.batch():
             if last is None:
                 e.open_phase(t, o)  # a fresh account: nothing pending yet
             else:
@@ -272,6 +276,55 @@ class Candidates:
         for slot in self.slots.values():
             slot.ledger.close()
         self.slots.clear()
+
+
+class PaperAccount(Engine):
+    """A candidate's engine, whose candle is one transaction (:meth:`batch`): its state is
+    written once, at the end, instead of after every decision. The write-ahead steps matter
+    for an exchange; a paper broker has nothing to lose between them, and one transaction is
+    all or nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batch = False
+        self._rows: list[tuple[Any, ...]] = []
+
+    def commit(self) -> None:
+        if not self._batch:
+            super().commit()
+            return
+        # The decisions so far, tagged now (the close phase resets its input hash after).
+        self._rows.extend((*d, self.model_version, self._input_hash) for d in self._decisions)
+        self._decisions.clear()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        self._batch, self._rows = True, []
+        try:
+            with self.ledger.tx():
+                yield
+                self._batch = False
+                self.ledger.decisions(self._rows)
+                super().commit()
+        finally:
+            self._batch, self._rows = False, []
+
+
+def _account(
+    cfg: Config,
+    symbols: list[str],
+    broker: Any,
+    ledger: Ledger,
+    tf_ms: int,
+    version: str,
+    *,
+    fresh: bool,
+) -> PaperAccount:
+    return PaperAccount(
+        symbols, cfg.policy, cfg.risk, fee=cfg.backtest.fee, slippage=cfg.backtest.slippage,
+        cash=cfg.run.paper_balance if fresh else 0.0, broker=broker, ledger=ledger, tf_ms=tf_ms,
+        model_version=version,
+    )  # fmt: skip
 
 
 def _retire(state: Path, name: str, release: str) -> Path | None:

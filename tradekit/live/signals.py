@@ -133,9 +133,10 @@ class ModelSignals:
             return self._features
         for s in self._tracked():
             rows = history.rows.get(s)
-            if rows is None or not len(rows):
-                continue
-            new = rows[rows[:, 0] > self._fed.get(s, -np.inf)]
+            fed = self._fed.get(s, -np.inf)
+            if rows is None or not len(rows) or rows[-1, 0] <= fed:
+                continue  # nothing new (the usual case of a second model on these features)
+            new = rows[int(np.searchsorted(rows[:, 0], fed, side="right")) :]
             for row in _volume_filled(new):
                 self._features.update(s, row.tolist())
             if len(new):
