@@ -287,3 +287,10 @@ def test_live_predictions_agree_with_their_replay_from_the_store(run_cli, traine
     assert "live and replay disagree on 1 of 24" in Path("alert.txt").read_text()
     r = run_cli("-c", "tradekit.toml", "status")
     assert "drift      alert" in r.out and "entries paused by it" in r.out
+    # Every view of the snapshot has it: the phone's status and the API's status/1.
+    from tradekit.report import snapshot, text
+
+    snap = snapshot.load("state/tradekit.db")
+    assert snap.drift is not None and snap.drift["status"] == "alert"
+    assert "live and replay disagree" in text.phone(snap)
+    assert json.loads(snapshot.dumps(snap))["drift"]["pause_requested"] is True

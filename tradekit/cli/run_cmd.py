@@ -3,7 +3,6 @@ and ``status``. Only the stdlib ledger is imported here; the loop's stack loads 
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -133,16 +132,7 @@ def status(ctx: typer.Context, state_file: StateOpt = None, as_json: JsonOpt = F
     from tradekit.cli import output as out
     from tradekit.report.snapshot import dumps, load
     from tradekit.report.text import table
-    from tradekit.sidecar import drift_line, latest_drift
 
     cfg = state(ctx).config
-    path = state_file or cfg.run.state
-    snap = load(path)
-    drift = latest_drift(path)  # the latest `tradekit drift` report, kept beside the ledger
-    if as_json:
-        text = dumps(snap)
-        if drift is not None:
-            text = json.dumps({**json.loads(text), "drift": drift}, sort_keys=True, indent=2)
-        out.emit_text(text + "\n")
-        return
-    out.emit_text(table(snap) + (drift_line(drift) + "\n" if drift is not None else ""))
+    snap = load(state_file or cfg.run.state)  # with the latest drift check beside the ledger
+    out.emit_text(dumps(snap) + "\n" if as_json else table(snap))

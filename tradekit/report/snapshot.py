@@ -9,8 +9,9 @@ the file itself.
 
 JSON: ``status/1``. Added since its first release, all additive (readers of the first shape
 are unaffected): ``pending_controls`` (requested, not yet applied by a loop), ``killed``,
-``risk`` (paused / halted / killed in words), ``currency``, and each position's ``cost`` and
-``entry_reason``.
+``risk`` (paused / halted / killed in words), ``currency``, each position's ``cost`` and
+``entry_reason``, and ``drift`` (the latest ``tradekit drift`` check kept beside the ledger;
+the key is there only when such a report is).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tradekit.ledger import LedgerView, now_ms
+from tradekit.sidecar import latest_drift
 
 SCHEMA = "status/1"
 DAY_MS = 86_400_000
@@ -144,6 +146,7 @@ class Snapshot:
     recent_events: tuple[Event, ...]
     symbols: tuple[str, ...]
     currency: str  # the quote every symbol shares ("" when they differ)
+    drift: dict[str, Any] | None = None  # sidecar.drift_summary of the latest drift check
 
     # -- derived figures (one definition for every view) ------------------------------------
     @property
@@ -287,7 +290,7 @@ class Snapshot:
                 {"ts_ms": e.ts_ms, "level": e.level, "kind": e.kind, "message": e.message}
                 for e in self.recent_events
             ],
-        }
+        } | ({"drift": self.drift} if self.drift is not None else {})
 
 
 # -- building it -------------------------------------------------------------------------------
@@ -429,6 +432,7 @@ def build(
         ),
         symbols=symbols,
         currency=quote_currency(symbols or [p.symbol for p in positions]),
+        drift=latest_drift(view.path),
     )
 
 

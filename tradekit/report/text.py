@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tradekit.report.fmt import EN, Fmt
 from tradekit.report.snapshot import Snapshot
+from tradekit.sidecar import drift_line
 from tradekit.timeutil import fmt_ms
 
 PHONE_POSITIONS = 8  # more than this on a phone: "… and N more"
@@ -58,6 +59,8 @@ def table(s: Snapshot, f: Fmt = EN) -> str:
         for d in s.last_decisions:
             ptxt = f" pred {d.prediction:+.4f}" if d.prediction is not None else ""
             lines.append(f"  {d.symbol:<10} {_t(d.candle_ms)} {d.action} ({d.reason}){ptxt}")
+    if s.drift is not None:
+        lines.append(drift_line(s.drift))
     return "\n".join(lines) + "\n"
 
 
@@ -101,6 +104,8 @@ def phone(s: Snapshot, f: Fmt | None = None) -> str:
         lines.append(f"{len(s.open_orders)} open order(s)")
     if s.model_version:
         lines.append(f"model {s.model_version}")
+    if s.drift is not None and s.drift.get("status") not in (None, "ok"):
+        lines.append("🌊 " + drift_line(s.drift).removeprefix("drift").strip())
     return "\n".join(lines)
 
 
