@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tradekit import risk as rk
 from tradekit.config import RiskConfig
@@ -109,6 +111,26 @@ def test_qty_step_floors_and_keeps_cash():
     assert rk.floor_qty(0.3, 0.1) == pytest.approx(0.3)  # not 0.2 from 2.9999...
     assert rk.floor_qty(0.29, 0.1) == pytest.approx(0.2)
     assert rk.floor_qty(1.234, 0.0) == 1.234
+    # Never a step more than held, however many steps: 10.25135371 ETH in steps of 1e-8.
+    assert f"{rk.floor_qty(10.25135371, 1e-8):.8f}" == "10.25135371"
+    assert f"{rk.floor_qty(123.45678901, 1e-8):.8f}" == "123.45678901"
+
+
+@given(
+    st.integers(1, 10**10),  # 100 BTC in steps of 1e-8
+    st.sampled_from([1e-8, 1e-6, 1e-4, 0.001, 0.01, 0.1, 1.0]),
+    st.integers(0, 999),
+)
+def test_floor_qty_is_a_whole_number_of_steps_never_above_the_quantity(
+    n: int, step: float, thousandths: int
+) -> None:
+    """Printed to the step's decimals (what an exchange reads), ``n`` steps and a fraction of
+    one floor to ``n`` steps: never one more (more than is held), never one less."""
+    decimals = max(0, round(-np.log10(step)))
+    qty = float(
+        f"{n * step:.{decimals}f}{thousandths:03d}" if decimals else f"{n}.{thousandths:03d}"
+    )
+    assert f"{rk.floor_qty(qty, step):.{decimals}f}" == f"{n * step:.{decimals}f}", (qty, step)
     # All-in with a fee: the floored order plus its fee still fits in the cash.
     rp, m = params(qty_step=0.001)
     qty, _ = size(rp, m, equity=1000.0, price=33.0, fee=0.004)

@@ -147,11 +147,13 @@ def new_state(starting_equity: float) -> NDArray[np.void]:
 
 @njit(cache=True)
 def floor_qty(qty: float, step: float) -> float:
-    """``qty`` floored to a multiple of ``step`` (0 = no precision); a relative 1e-9 guard keeps
-    0.3 / 0.1 from flooring to 2 steps."""
+    """``qty`` floored to a multiple of ``step`` (0 = no precision). A relative guard of a few
+    float epsilons keeps 0.3 / 0.1 (2.999...) from flooring to 2 steps; no more: 1e-9 was a
+    whole step at 1e9 steps (10.25135371 in steps of 1e-8 became 10.25135372, a stop for
+    more than is held, which the exchange refuses)."""
     if step <= 0.0:
         return qty
-    return math.floor(qty / step * (1.0 + 1e-9)) * step
+    return math.floor(qty / step * (1.0 + 1e-15)) * step
 
 
 # -- halt events: what ``roll_day`` and ``note_equity`` report (a bit mask per candle) -------
