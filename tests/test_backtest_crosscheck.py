@@ -1,4 +1,5 @@
-"""The kernel against backtesting.py (an independent engine) on real Binance BTC/USDT candles.
+"""The kernel against backtesting.py (an independent engine) on real hourly BTC candles:
+Binance's BTC/USDT 2024-2026 from shared/data, else the offline sample's 2017-2019.
 
 Setup where the two conventions line up:
 - Signals: EMA(12)/EMA(26) crosses of the close (pandas ``ewm(adjust=False)``), turned into
@@ -9,9 +10,11 @@ Setup where the two conventions line up:
 - Sizing: all-in. tradekit: ``max_position_frac=1``, ``max_open_positions=1``, quantity floored
   to 1e-8 BTC and bounded by cash after the fee. backtesting.py 0.6 trades whole units, so it
   runs as ``FractionalBacktest`` with a 1e-8 BTC unit and ``size`` a hair under 1 (a fraction
-  of the available cash, fee included). Both floor to the same quantity, so fills, sizes and
-  total return agree to float rounding: tolerance 1e-9 relative (measured: 2e-14 over 295
-  round trips, total return -13.04 %).
+  of the available cash, fee included; 1 - 1e-13: at 3 BTC, 3e8 units, 1 - 1e-10 was already
+  3 % of a unit short, one unit less in 2 % of the trades). Both floor to the same quantity,
+  so fills, sizes and
+  total return agree to float rounding: tolerance 1e-9 relative (measured on Binance's: 2e-14
+  over 295 round trips, total return -13.04 %).
 - No stops: backtesting.py measures an ``sl=`` price from the signal candle's close, tradekit
   from the entry fill; on these candles open != previous close in half the hours, so stop
   levels would differ by design. Stop behaviour has its own tests in test_backtest.py.
@@ -21,7 +24,7 @@ Setup where the two conventions line up:
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -48,11 +51,8 @@ def ema_cross_signals(close: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture
-def candles(shared_data: Path) -> pd.DataFrame:
-    df = pd.read_csv(shared_data / "binance-1h-2024-2026" / "Binance_BTCUSDT_1h.csv")
-    df = df.iloc[:-2]  # the last two hours were still forming when downloaded (README)
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True).dt.as_unit("ms")
-    return df.reset_index(drop=True)
+def candles(real_hourly: Callable[[str], pd.DataFrame]) -> pd.DataFrame:
+    return real_hourly("BTC")
 
 
 @pytest.mark.filterwarnings(
@@ -112,7 +112,7 @@ def test_kernel_matches_backtesting_py(candles, tmp_path):
         def next(self) -> None:
             s = signals[len(self.data) - 1]
             if s > 0 and not self.position:
-                self.buy(size=1 - 1e-10)
+                self.buy(size=1 - 1e-13)
             elif s < 0 and self.position:
                 self.position.close()
 

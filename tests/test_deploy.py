@@ -548,8 +548,11 @@ def test_health_waits_for_the_loop_to_run_the_new_model(
         assert b["previous"] == first and _loop_runs(run_cli, env) == vb
 
         # A model the loop refuses (no feature spec it could build features from): the loop
-        # keeps lb, the check sees lb, deploy rolls back to lb's release and exits 4.
-        r = run_cli("deploy", str(models["a"]), "--host", "local", env=bad)
+        # keeps lb, the check sees lb, deploy rolls back to lb's release and exits 4. The check
+        # waits long enough for a loaded machine's loop to have tried the model (it polls the
+        # model dir every 0.1 s); it always waits all of it, the loop never runs this model.
+        refused = {**env, "TRADEKIT_DEPLOY__HEALTH_TIMEOUT_S": "10"}
+        r = run_cli("deploy", str(models["a"]), "--host", "local", env=refused)
         assert r.code == 4, r.err
         line = last_error(r.err)
         assert f"the loop runs model {vb}, not {version(models['a'])}" in line

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import OHLC_NOW_MS
 from tests.servers.kraken import KrakenServer, KrakenState
+from tests.servers.market import Market
 
 
 def _env(url: str, tmp: Path) -> dict[str, str]:
@@ -51,14 +52,14 @@ def _checks(out: str) -> dict[str, dict[str, object]]:
 
 
 def test_paper_machine_without_a_model_is_not_ready(
-    run_cli, shared_data: Path, tmp_path: Path
+    run_cli, market: Market, tmp_path: Path
 ) -> None:
     from tradekit.ledger import Ledger
 
     Ledger(tmp_path / "state" / "tradekit.db").close()
     # The server's clock runs with the local one (not fixed when it started), so the skew is
     # what the check itself measures, however long the imports and requests before it took.
-    with KrakenServer(shared_data, 0) as k:
+    with KrakenServer(market, 0) as k:
         k.httpd.state = k.state = _WallClock(**_fields(k.state))
         r = run_cli("doctor", "--json", env=_env(k.url, tmp_path))
     assert r.code == 1, r.err
@@ -72,8 +73,8 @@ def test_paper_machine_without_a_model_is_not_ready(
     assert "check" in r.err and "exchange" in r.err  # the table goes to stderr
 
 
-def test_clock_skew_fails(run_cli, shared_data: Path, tmp_path: Path) -> None:
-    with KrakenServer(shared_data, OHLC_NOW_MS) as k:  # an exchange clock years behind
+def test_clock_skew_fails(run_cli, market: Market, tmp_path: Path) -> None:
+    with KrakenServer(market, OHLC_NOW_MS) as k:  # an exchange clock years behind
         r = run_cli("doctor", "--json", env=_env(k.url, tmp_path))
     assert r.code == 1
     c = _checks(r.out)

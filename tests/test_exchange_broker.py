@@ -1,22 +1,28 @@
-"""ExchangeBroker with the real ccxt Kraken client against the local Kraken simulator."""
+"""ExchangeBroker with the real ccxt Kraken client against the local Kraken simulator.
+
+Prices and times come from the simulator's candles (Kraken's in shared/data, or the offline
+sample's; tests/servers/market.py): the moment is the first hour from the source's "now" at
+which a resting stop is first missed, then crossed (see ``Moment``)."""
 
 from __future__ import annotations
 
 import base64
 import math
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
+from tests.conftest import OHLC_NOW_MS
 from tests.servers.kraken_sim import KrakenSim
+from tests.servers.market import Market
 from tradekit.data.exchange import RetryPolicy, open_exchange
 from tradekit.errors import ConfigError, ExternalError
 from tradekit.live.exchange_broker import ExchangeBroker
 from tradekit.live.orders import MarketRules, OrderRequest, OrderStatus
 
-NOW_MS = 1_654_041_600_000  # 2022-06-01 00:00 UTC, a candle boundary: BTC/USD opens at 31781.0
-PRICE = 31781.0
 HOUR_MS = 3_600_000
 FEE = 0.0026
 SECRET = base64.b64encode(b"test-secret").decode()
@@ -30,9 +36,44 @@ def make_broker(sim: KrakenSim, api_key: str = "testkey") -> ExchangeBroker:
     return ExchangeBroker(ex, RETRY, poll_s=0.01)
 
 
+@dataclass(frozen=True)
+class Moment:
+    """A candle boundary and what the candles say from there (Kraken: 2022-06-01 00:00, BTC/USD
+    opens at 31781.0; its lows 31679.3 and 31814.4 miss a stop at 31506.0, the 04:00 candle
+    opens at 31615.0 and trades down to 31332.7 through it)."""
+
+    now_ms: int
+    price: float  # BTC/USD's open: the price a market order fills at
+    eth_price: float  # ETH/USD's open
+    stop: float  # below the lows of the next two hours and the open after them...
+    stop_hit_ms: int  # ...and reached by the candle that opens then
+    stop_fill: float  # at the stop, or at that candle's open if it opened below
+
+
+@pytest.fixture(scope="module")
+def moment(market: Market) -> Moment:
+    btc, eth = market.hourly("XXBTZUSD"), market.hourly("XETHZUSD")
+    start = (OHLC_NOW_MS - OHLC_NOW_MS % HOUR_MS) // 1000
+    for i in range(int(np.searchsorted(btc[:, 0], start)), len(btc) - 5):
+        c = btc[i : i + 5]
+        if not (np.diff(c[:, 0]) == 3600).all():
+            continue
+        missed = min(c[0, 3], c[1, 3], c[2, 1])  # what the first two hours trade down to
+        if missed - c[2:5, 3].min() < 0.2:
+            continue  # the next three hours go no lower: no room for the stop
+        stop = math.floor((missed + c[2:5, 3].min()) / 2 * 10) / 10
+        k = 2 + int(np.flatnonzero(c[2:5, 3] <= stop)[0])
+        j = int(np.searchsorted(eth[:, 0], c[0, 0]))
+        assert eth[j, 0] == c[0, 0], "ETH/USD has no candle at that hour"
+        t = int(c[0, 0]) * 1000
+        fill = min(float(c[k, 1]), stop)
+        return Moment(t, float(c[0, 1]), float(eth[j, 1]), stop, t + k * HOUR_MS, fill)
+    raise AssertionError("no hour in the data where a stop is first missed, then crossed")
+
+
 @pytest.fixture
-def sim(shared_data: Path) -> Iterator[KrakenSim]:
-    with KrakenSim(shared_data, NOW_MS, fee=FEE, hang_s=0.8) as s:
+def sim(market: Market, moment: Moment) -> Iterator[KrakenSim]:
+    with KrakenSim(market, moment.now_ms, fee=FEE, hang_s=0.8) as s:
         yield s
 
 
@@ -41,27 +82,34 @@ def broker(sim: KrakenSim) -> ExchangeBroker:
     return make_broker(sim)
 
 
+def _rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def buy(key: str, qty: float = 0.01) -> OrderRequest:
     return OrderRequest(key=key, symbol="BTC/USD", side="buy", qty=qty)
 
 
-def test_check_rules_and_market_buy_moves_balances(sim: KrakenSim, broker: ExchangeBroker) -> None:
+def test_check_rules_and_market_buy_moves_balances(
+    sim: KrakenSim, broker: ExchangeBroker, moment: Moment
+) -> None:
+    price = moment.price
     assert broker.check() == {"USD": 10000.0}
     assert broker.rules("BTC/USD") == MarketRules(
         min_qty=0.0001, qty_step=1e-8, min_cost=0.5, price_step=0.1
     )
-    req = buy("BTC/USD|1654041600000|enter")
+    req = buy(f"BTC/USD|{moment.now_ms}|enter")
     st = broker.place(req)
     assert st.status == "closed" and st.done
     assert st.key == req.key and st.exchange_id == sim.orders[0].txid
     assert st.filled == pytest.approx(0.01)
-    assert st.avg_price == pytest.approx(PRICE)
-    assert st.fee == pytest.approx(0.01 * PRICE * FEE)
+    assert st.avg_price == pytest.approx(price)
+    assert st.fee == pytest.approx(0.01 * price * FEE)
     assert st.extra["userref"] == str(req.userref)
     assert sim.orders[0].userref == req.userref
     bal = broker.balances()
     assert bal["BTC"] == pytest.approx(0.01)
-    assert bal["USD"] == pytest.approx(10000.0 - 0.01 * PRICE * (1 + FEE))
+    assert bal["USD"] == pytest.approx(10000.0 - 0.01 * price * (1 + FEE))
     assert sim.count("AddOrder") == 1
 
 
@@ -87,7 +135,7 @@ def test_market_order_reported_pending_is_polled_until_filled(
     ],
 )
 def test_fault_on_add_order_leaves_exactly_one_order(
-    sim: KrakenSim, broker: ExchangeBroker, fault: str, sends: int
+    sim: KrakenSim, broker: ExchangeBroker, moment: Moment, fault: str, sends: int
 ) -> None:
     req = buy(f"k-{fault}")
     sim.inject("AddOrder", fault)
@@ -97,7 +145,7 @@ def test_fault_on_add_order_leaves_exactly_one_order(
     assert sim.count("AddOrder") == sends
     assert st.exchange_id == mine[0].txid
     assert st.status == "closed" and st.filled == pytest.approx(0.01)
-    assert st.avg_price == pytest.approx(PRICE)
+    assert st.avg_price == pytest.approx(moment.price)
     assert sim.balances["XXBT"] == pytest.approx(0.01)  # filled once, not twice
 
 
@@ -135,9 +183,15 @@ def test_maybe_sent_finds_the_order_and_sends_nothing(sim: KrakenSim) -> None:
 
 
 @pytest.mark.parametrize(
-    ("qty", "text"), [(1.0, "EOrder:Insufficient funds"), (0.00005, "EOrder:Order minimum not met")]
+    ("qty", "text"),
+    [(None, "EOrder:Insufficient funds"), (0.00005, "EOrder:Order minimum not met")],
+    ids=["funds", "minimum"],
 )
-def test_rejected_order(sim: KrakenSim, broker: ExchangeBroker, qty: float, text: str) -> None:
+def test_rejected_order(
+    sim: KrakenSim, broker: ExchangeBroker, moment: Moment, qty: float | None, text: str
+) -> None:
+    if qty is None:  # half as much again as the cash buys
+        qty = round(1.5 * 10000.0 / moment.price, 4)
     st = broker.place(buy("k-reject", qty))
     assert st.status == "rejected" and st.done
     assert text in st.message and st.exchange_id == ""
@@ -145,27 +199,30 @@ def test_rejected_order(sim: KrakenSim, broker: ExchangeBroker, qty: float, text
     assert sim.balances == {"ZUSD": 10000.0}
 
 
-def test_stop_loss_rests_then_fills_when_crossed(sim: KrakenSim, broker: ExchangeBroker) -> None:
+def test_stop_loss_rests_then_fills_when_crossed(
+    sim: KrakenSim, broker: ExchangeBroker, moment: Moment
+) -> None:
+    now = moment.now_ms
     broker.place(buy("k-entry"))
     stop = OrderRequest(
-        key="k-stop", symbol="BTC/USD", side="sell", qty=0.01, kind="stop", stop_price=31500.0
+        key="k-stop", symbol="BTC/USD", side="sell", qty=0.01, kind="stop", stop_price=moment.stop
     )
     st = broker.place(stop)
     assert st.status == "open" and st.filled == 0.0 and st.exchange_id
     sent = [p for path, p in sim.requests if path.endswith("/AddOrder")][-1]
-    assert sent["ordertype"] == "stop-loss" and float(sent["price"]) == 31500.0
+    assert sent["ordertype"] == "stop-loss" and float(sent["price"]) == moment.stop
     assert sent["userref"] == str(stop.userref)
     listed = broker.open_orders()
     assert [(o.key, o.exchange_id, o.extra["userref"]) for o in listed] == [
         ("", st.exchange_id, str(stop.userref))
     ]
-    sim.advance_to(NOW_MS + 2 * HOUR_MS)  # lows 31679.3, 31814.4: not reached
+    sim.advance_to(now + 2 * HOUR_MS)  # two hours whose lows stay above the stop
     assert broker.refresh(st).status == "open"
-    sim.advance_to(NOW_MS + 5 * HOUR_MS)  # 04:00 candle opens 31615.0, trades down to 31332.7
+    sim.advance_to(now + 5 * HOUR_MS)  # one of the next three trades through it
     done = broker.refresh(st)
     assert done.status == "closed" and done.filled == pytest.approx(0.01)
-    assert done.avg_price == pytest.approx(31500.0)
-    assert sim.orders_for(stop.userref)[0].close_ms == NOW_MS + 4 * HOUR_MS
+    assert done.avg_price == pytest.approx(moment.stop_fill)
+    assert sim.orders_for(stop.userref)[0].close_ms == moment.stop_hit_ms
     assert sim.balances["XXBT"] == pytest.approx(0.0, abs=1e-12)
     assert broker.open_orders() == []
 
@@ -184,7 +241,7 @@ def test_deadline_travels_with_each_attempt(sim: KrakenSim, broker: ExchangeBrok
     sent = [q for p, q in sim.requests if p.endswith("/AddOrder")]
     assert len(asked) == 2 == len(sent)
     # 30 s exactly, then 30.001 s rounded up to the next whole second.
-    assert [q["deadline"] for q in sent] == ["2022-06-01T00:00:30Z", "2022-06-01T00:00:31Z"]
+    assert [q["deadline"] for q in sent] == [_rfc3339(sim.now_ms + s * 1000) for s in (30, 31)]
 
 
 def test_request_past_its_deadline_is_refused(sim: KrakenSim, broker: ExchangeBroker) -> None:
@@ -193,9 +250,12 @@ def test_request_past_its_deadline_is_refused(sim: KrakenSim, broker: ExchangeBr
     assert sim.orders == []
 
 
-def test_cancel_open_and_already_closed_orders(sim: KrakenSim, broker: ExchangeBroker) -> None:
+def test_cancel_open_and_already_closed_orders(
+    sim: KrakenSim, broker: ExchangeBroker, moment: Moment
+) -> None:
+    far = round(moment.price * 0.9, 1)  # a stop the clock, standing still, never reaches
     filled = broker.place(buy("k-entry"))
-    st = broker.place(OrderRequest("k-c", "BTC/USD", "sell", 0.01, "stop", 30000.0))
+    st = broker.place(OrderRequest("k-c", "BTC/USD", "sell", 0.01, "stop", far))
     sim.inject("CancelOrder", "lost")  # canceled, answer lost: the retry sees Unknown order
     out = broker.cancel(st)
     assert out.status == "canceled" and out.exchange_id == st.exchange_id
@@ -203,20 +263,21 @@ def test_cancel_open_and_already_closed_orders(sim: KrakenSim, broker: ExchangeB
     again = broker.cancel(filled)  # closed already: refreshed, not an error
     assert again.status == "closed" and again.filled == pytest.approx(0.01)
     # Known only by userref (no txid in the ledger): Kraken cancels by userref.
-    req = OrderRequest("k-c2", "BTC/USD", "sell", 0.005, "stop", 30000.0)
+    req = OrderRequest("k-c2", "BTC/USD", "sell", 0.005, "stop", far)
     placed = broker.place(req)
     by_ref = broker.cancel(OrderStatus(key=req.key, extra={"userref": str(req.userref)}))
     assert by_ref.status == "canceled" and by_ref.exchange_id == placed.exchange_id
     assert [o.status for o in sim.orders_for(req.userref)] == ["canceled"]
 
 
-def test_partial_fill_is_reported(sim: KrakenSim, broker: ExchangeBroker) -> None:
+def test_partial_fill_is_reported(sim: KrakenSim, broker: ExchangeBroker, moment: Moment) -> None:
+    price = moment.price
     sim.partial_fill_frac = 0.5
     st = broker.place(buy("k-partial", 0.02))
     assert st.status == "canceled" and st.done
     assert st.filled == pytest.approx(0.01) and st.filled < 0.02
-    assert st.avg_price == pytest.approx(PRICE)
-    assert st.fee == pytest.approx(0.01 * PRICE * FEE)
+    assert st.avg_price == pytest.approx(price)
+    assert st.fee == pytest.approx(0.01 * price * FEE)
     assert sim.balances["XXBT"] == pytest.approx(0.01)
 
 
@@ -234,17 +295,20 @@ def test_wrong_api_key_is_a_config_error(sim: KrakenSim) -> None:
     assert "\n" not in text
 
 
-def test_sim_public_data_and_protocol_checks(sim: KrakenSim, broker: ExchangeBroker) -> None:
+def test_sim_public_data_and_protocol_checks(
+    sim: KrakenSim, broker: ExchangeBroker, moment: Moment
+) -> None:
     import ccxt
 
+    now, price = moment.now_ms, moment.price
     ex = broker.ex
     ex.load_markets()
     assert {"BTC/USD", "ETH/USD", "BTC/USDT"} <= set(ex.markets)
     bars = ex.fetch_ohlcv("BTC/USD", "1h")
-    assert len(bars) == 721 and bars[-1][0] == NOW_MS and bars[-1][1] == PRICE
-    assert ex.fetch_ticker("BTC/USD")["last"] == PRICE
-    assert ex.fetch_ticker("ETH/USD")["last"] == 1940.57
-    assert ex.fetch_time() == NOW_MS
+    assert len(bars) == 721 and bars[-1][0] == now and bars[-1][1] == price
+    assert ex.fetch_ticker("BTC/USD")["last"] == price
+    assert ex.fetch_ticker("ETH/USD")["last"] == moment.eth_price
+    assert ex.fetch_time() == now
     ex.create_order("BTC/USD", "market", "buy", 0.01, None, {"validate": "true"})
     assert sim.orders == [] and sim.count("AddOrder") == 1
     with pytest.raises(ccxt.ExchangeError, match="Unknown asset pair"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -315,19 +316,19 @@ def test_higher_timeframe_must_be_a_multiple_above_the_base():
 # -- the live tail on real candles -----------------------------------------------------------
 
 
-def binance(shared_data: Path, coins: tuple[str, ...]) -> pd.DataFrame:
+def real(real_hourly: Callable[[str], pd.DataFrame], coins: tuple[str, ...]) -> pd.DataFrame:
+    """Real hourly candles (Binance's in shared/data, else the offline sample's)."""
     parts = []
     for coin in coins:
-        d = pd.read_csv(shared_data / "binance-1h-2024-2026" / f"Binance_{coin}USDT_1h.csv")
-        d = d.iloc[:-2]  # the last two hours were still forming (data README)
-        d["timestamp"] = pd.to_datetime(d["timestamp"], utc=True).dt.as_unit("ms").astype("int64")
+        d = real_hourly(coin).copy()
+        d["timestamp"] = d["timestamp"].astype("int64")
         d.insert(0, "symbol", f"{coin}/USDT")
         parts.append(d)
     return frame(*parts)
 
 
-def test_tail_candles_reproduce_the_last_row(shared_data):
-    df = binance(shared_data, ("BTC", "ETH"))
+def test_tail_candles_reproduce_the_last_row(real_hourly):
+    df = real(real_hourly, ("BTC", "ETH"))
     spec = load_spec(FeaturesConfig(corr_symbols=["BTC/USDT"]))
     full, meta = build_features(df, spec, "1h", cost=COST, labels=False)
     names = meta["features"]

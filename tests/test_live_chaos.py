@@ -25,27 +25,35 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import cli_env
+from tests.conftest import OHLC_NOW_MS, cli_env
 from tests.servers.kraken_sim import KrakenSim
+from tests.servers.market import Market
 from tradekit.contracts import PREDICTIONS, write_table
 from tradekit.live.orders import userref_of
 
 HOUR = 3_600_000
-START = 1_654_041_600_000 + 60_000  # 2022-06-01 00:01 UTC, inside the recorded candles
+# A minute into the server's hour (Kraken's candles: 2022-06-01 00:01 UTC; the sample's:
+# 2019-05-23 00:01), with weeks of candles on both sides.
+START = OHLC_NOW_MS - OHLC_NOW_MS % HOUR + 60_000
+# The predictions span a month before and after it.
+SPAN = (
+    pd.Timestamp(START - START % (24 * HOUR), unit="ms", tz="UTC") - pd.Timedelta(days=31),
+    pd.Timestamp(START - START % (24 * HOUR), unit="ms", tz="UTC") + pd.Timedelta(days=30),
+)
 SYMBOLS = ("BTC/USD", "ETH/USD")
 ASSETS = {"BTC/USD": "XXBT", "ETH/USD": "XETH"}
 
 
 @pytest.fixture
-def sim(shared_data: Path) -> Iterator[KrakenSim]:
-    with KrakenSim(shared_data, START, hang_s=0.8) as s:
+def sim(market: Market) -> Iterator[KrakenSim]:
+    with KrakenSim(market, START, hang_s=0.8) as s:
         yield s
 
 
 def predictions(path: Path, eth_out_ms: int | None = None) -> None:
     """BTC in for 3 of every 6 hours, ETH for 2 of every 5: entries and exits all the time.
     With ``eth_out_ms``: BTC always in, ETH in until that candle, out after it."""
-    ts = pd.date_range("2022-05-01", "2022-07-01", freq="h", tz="UTC").as_unit("ms")
+    ts = pd.date_range(*SPAN, freq="h").as_unit("ms")
     k = np.arange(len(ts))
     ms = ts.asi8
     btc = np.where(k % 6 < 3, 1.0, -1.0) if eth_out_ms is None else np.ones(len(ts))
@@ -255,7 +263,7 @@ def test_a_trade_by_hand_halts_entries_until_adopted(tmp_path: Path, sim: Kraken
     assert engine_doc(db)["accounts"][0]["qty"] > 0
     # The owner buys 0.01 BTC by hand on the same account.
     sim.balances["XXBT"] = round(sim.balances["XXBT"] + 0.01, 10)
-    sim.balances["ZUSD"] = round(sim.balances["ZUSD"] - 317.81, 10)
+    sim.balances["ZUSD"] = round(sim.balances["ZUSD"] - 0.01 * sim.price("XXBTZUSD"), 10)
     sim.advance_to(sim.now_ms + 3 * HOUR)
     r = once(args, env)
     assert "differ" in r.stderr

@@ -17,24 +17,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import cli_env
+from tests.conftest import OHLC_NOW_MS, cli_env
 from tests.servers.kraken_sim import KrakenSim
+from tests.servers.market import Market
 from tradekit.contracts import PREDICTIONS, write_table
 from tradekit.live.orders import userref_of
 
 HOUR = 3_600_000
-START = 1_654_041_600_000 + 60_000  # 2022-06-01 00:01 UTC, inside the recorded candles
+# A minute into the server's hour (Kraken's candles: 2022-06-01 00:01 UTC; the sample's:
+# 2019-05-23 00:01), with weeks of candles on both sides.
+START = OHLC_NOW_MS - OHLC_NOW_MS % HOUR + 60_000
+# The predictions span a month before and after it.
+SPAN = (
+    pd.Timestamp(START - START % (24 * HOUR), unit="ms", tz="UTC") - pd.Timedelta(days=31),
+    pd.Timestamp(START - START % (24 * HOUR), unit="ms", tz="UTC") + pd.Timedelta(days=30),
+)
 
 
 @pytest.fixture
-def sim(shared_data: Path) -> Iterator[KrakenSim]:
-    with KrakenSim(shared_data, START) as s:
+def sim(market: Market) -> Iterator[KrakenSim]:
+    with KrakenSim(market, START) as s:
         yield s
 
 
 def signals(path: Path, period: int = 6) -> None:
     """In for half of every `period` hours, out for the other half."""
-    ts = pd.date_range("2022-05-01", "2022-07-01", freq="h", tz="UTC").as_unit("ms")
+    ts = pd.date_range(*SPAN, freq="h").as_unit("ms")
     up = (np.arange(len(ts)) % period) < period // 2
     df = pd.DataFrame({"symbol": "BTC/USD", "timestamp": ts, "prediction": np.where(up, 1.0, -1.0)})
     write_table(df, path, PREDICTIONS, {})
@@ -203,12 +211,18 @@ def test_take_profit_and_partial_exits_fill_as_in_backtest_and_replay(
         sim.advance_to(sim.now_ms + HOUR)
     last = first + (cycles - 1) * HOUR  # the last closed candle the loop decided on
 
-    # The backtest and a replay of the candles the loop stored, through `last + 1` (where the
-    # last decisions filled).
-    from tradekit.contracts import read_ohlcv, write_ohlcv
+    # The backtest and a replay of the candles the exchange served the loop (the 720 before
+    # its first cycle and those since), through `last + 1` (where the last decisions filled).
+    from tradekit.contracts import write_ohlcv
 
-    stored, meta = read_ohlcv(tmp_path / "store" / "kraken" / "1h" / "BTC_USD.parquet")
-    span = stored[stored["timestamp"] <= pd.Timestamp(last + HOUR, unit="ms", tz="UTC")]
+    rows = sim.candles("XXBTZUSD")
+    t = rows[:, 0].astype(np.int64) * 1000
+    keep = (t >= first - 720 * HOUR) & (t <= last + HOUR)
+    span = pd.DataFrame(
+        {"symbol": "BTC/USD", "timestamp": pd.to_datetime(t[keep], unit="ms", utc=True)}
+        | {c: rows[keep, i] for i, c in enumerate(("open", "high", "low", "close", "volume"), 1)}
+    )
+    span["timestamp"] = span["timestamp"].dt.as_unit("ms")
     ohlcv = tmp_path / "o.parquet"
     write_ohlcv(span, ohlcv, {"exchange": "kraken", "timeframe": "1h"})
     base = load_config(None)

@@ -75,6 +75,7 @@ def bench_help(runs: int = 15) -> None:
 def bench_fetch() -> None:
     from tests.conftest import shared_data_dir
     from tests.servers.kraken import KrakenServer
+    from tests.servers.market import kraken_market
     from tradekit.data.exchange import RetryPolicy, open_exchange
     from tradekit.data.fetch import FetchRequest, run_fetch
     from tradekit.timeutil import parse_time
@@ -85,7 +86,7 @@ def bench_fetch() -> None:
         return
     now = parse_time("2023-01-07T00:30")
     since = parse_time("2016-01-01")
-    with KrakenServer(data, now, depth=None, page=720) as k:
+    with KrakenServer(kraken_market(data), now, depth=None, page=720) as k:
         req = FetchRequest(
             "kraken",
             ["BTC/USD"],

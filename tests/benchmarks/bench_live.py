@@ -86,7 +86,8 @@ def _cpu_s(pid: int) -> float:
 
 def bench_process(idle_s: float = 8.0) -> None:
     from tests.conftest import shared_data_dir
-    from tests.servers.kraken import KrakenServer, hourly
+    from tests.servers.kraken import KrakenServer
+    from tests.servers.market import kraken_market
     from tradekit.data import candles as ck
     from tradekit.data.store import Store
 
@@ -96,14 +97,15 @@ def bench_process(idle_s: float = 8.0) -> None:
         return
     now = 1_654_041_600_000 + 30_000  # 2022-06-01 00:00:30 UTC: a candle just closed
     symbols = ["BTC/USD", "BTC/USDT"]
-    with tempfile.TemporaryDirectory() as d, KrakenServer(data, now) as k:
+    market = kraken_market(data)
+    with tempfile.TemporaryDirectory() as d, KrakenServer(market, now) as k:
         work = Path(d)
         store = Store(work / "store")
         import pandas as pd
 
         frames = []
         for sym, pair in (("BTC/USD", "XXBTZUSD"), ("BTC/USDT", "XBTUSDT")):
-            rows = hourly(data, pair)
+            rows = market.hourly(pair)
             rows = rows[rows[:, 0] * 1000 < now - 2 * HOUR][-8000:]
             got = ck.from_rows(sym, [[r[0] * 1000, *r[1:6]] for r in rows])
             store.append("kraken", "1h", sym, got)

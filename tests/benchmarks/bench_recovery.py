@@ -50,6 +50,7 @@ def _rtt_ms(sim: object) -> float:
 def bench_recovery(counts: tuple[int, ...] = (0, 5, 20)) -> None:
     from tests.conftest import shared_data_dir
     from tests.servers.kraken_sim import KrakenSim
+    from tests.servers.market import kraken_market
     from tests.test_live_chaos import START, predictions, run_args, setup
     from tradekit.data.exchange import RetryPolicy, open_exchange
     from tradekit.ledger import Ledger
@@ -61,7 +62,7 @@ def bench_recovery(counts: tuple[int, ...] = (0, 5, 20)) -> None:
         print("recovery skipped: no ../shared/data")
         return
     for n in counts:
-        with tempfile.TemporaryDirectory() as d, KrakenSim(data, START) as sim:
+        with tempfile.TemporaryDirectory() as d, KrakenSim(kraken_market(data), START) as sim:
             tmp = Path(d)
             args, env = setup(tmp, sim)
             predictions(tmp / "p.parquet", eth_out_ms=START + 100 * HOUR)  # both stay in

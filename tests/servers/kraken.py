@@ -1,63 +1,34 @@
 """A Kraken-speaking HTTP server on 127.0.0.1 for the real ccxt client.
 
-It serves the recorded Assets/AssetPairs bodies from ``shared/data/kraken-api`` and builds
-OHLC and Trades answers from real Kraken candles and trades in ``shared/data``, with Kraken's
-rules: OHLC returns at most the 720 most recent candles plus the one still forming, whatever
-``since`` says; Trades pages 1,000 trades from ``since`` and returns a nanosecond ``last``
-cursor. The server's clock (``now_ms``) is settable, so "now" lies inside the recorded data.
+It answers Assets/AssetPairs for the pairs it serves and builds OHLC and Trades answers from
+real candles and trades (``tests/servers/market.py``: Kraken's own files in ``shared/data``, or
+the installed offline sample on a fresh clone), with Kraken's rules: OHLC returns at most the
+720 most recent candles plus the one still forming, whatever ``since`` says; Trades pages
+1,000 trades from ``since`` and returns a nanosecond ``last`` cursor. The server's clock
+(``now_ms``) is settable, so "now" lies inside the data.
 
 Faults are injected per path, consumed in order: ``"500"`` (HTML 502/500 page), ``"429"``,
 ``"ratelimit"`` (``EAPI:Rate limit exceeded``), ``"busy"``, ``"malformed"`` (invalid JSON),
 ``"timeout"`` (answer after ``hang_s``), ``"unknown"`` (``EGeneral:Unknown method``).
+``hold(path, after=n)`` answers n more requests to a path and keeps the next ones waiting
+until ``release()``: a client is then stopped at a known request, whatever the machine's speed.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
-HOUR_S = 3600
+from tests.servers.market import HOUR_S, Market, asset_pairs, assets, pair_decimals
 
-
-@cache
-def hourly(data_dir: Path, pair: str) -> np.ndarray:
-    """Real Kraken hourly candles [time_s, o, h, l, c, volume, count] for a pair id."""
-    files = {"XXBTZUSD": "XBTUSD_60.csv", "XBTUSDT": "XBTUSDT_60.csv"}
-    path = data_dir / "kraken-ohlcvt-1h" / files[pair]
-    rows = []
-    for line in path.read_text().splitlines():
-        parts = line.split(",")
-        if not parts[0].isdigit():
-            continue  # header
-        rows.append([float(x) for x in parts[:7]])
-    return np.asarray(rows)
-
-
-@cache
-def trades(data_dir: Path) -> np.ndarray:
-    """Real Kraken BTC/USDT trades [time_ns, price, amount, id] (2023-11-17..22)."""
-    path = data_dir / "kraken-trades-2023-11" / "BTC_USDT-trades.csv.gz"
-    rows = []
-    last_ms, k = -1, 0
-    with gzip.open(path, "rt") as fh:
-        next(fh)
-        for line in fh:
-            ts, _dt, tid, _type, _side, price, amount, _cost = line.rstrip("\n").split(",")
-            ms = int(ts)
-            k = k + 1 if ms == last_ms else 0  # make the ns cursor unique within a millisecond
-            last_ms = ms
-            rows.append((ms * 1_000_000 + k, float(price), float(amount), int(tid)))
-    return np.asarray(rows, dtype=object)
+HOLD_LIMIT_S = 120.0  # a held request gives up at last, so that no server thread is stuck
 
 
 def resample(rows: np.ndarray, interval_s: int) -> np.ndarray:
@@ -78,7 +49,7 @@ def resample(rows: np.ndarray, interval_s: int) -> np.ndarray:
 
 @dataclass
 class KrakenState:
-    data_dir: Path
+    market: Market
     now_ms: int
     depth: int | None = 720  # None: serve any depth from `since` (a generic exchange)
     page: int = 720
@@ -87,9 +58,22 @@ class KrakenState:
     faults: dict[str, list[str]] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    held: tuple[str, int] | None = None  # (path, requests still answered)
+    gate: threading.Event = field(default_factory=threading.Event)
 
     def count(self, path: str) -> int:
         return sum(1 for p, _ in self.requests if p == path)
+
+    def hold(self, path: str, after: int) -> None:
+        """Answer ``after`` more requests to ``path``, then keep the next ones waiting."""
+        with self.lock:
+            self.gate.clear()
+            self.held = (path, after)
+
+    def release(self) -> None:
+        with self.lock:
+            self.held = None
+            self.gate.set()
 
 
 def _ok(result: Any) -> bytes:
@@ -126,6 +110,12 @@ class Handler(BaseHTTPRequestHandler):
             st.requests.append((url.path, q))
             queue = st.faults.get(url.path) or []
             fault = queue.pop(0) if queue else None
+            wait = False
+            if st.held is not None and st.held[0] == url.path:
+                wait = st.held[1] <= 0
+                st.held = (url.path, st.held[1] - 1)
+        if wait:
+            st.gate.wait(HOLD_LIMIT_S)
         if st.delay_s:
             time.sleep(st.delay_s)
         if fault == "500":
@@ -159,11 +149,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _route(self, path: str, q: dict[str, str]) -> bytes | None:
         st = self.server.state
-        api = st.data_dir / "kraken-api"
         if path == "/0/public/Assets":
-            return (api / "ccxt-static-derived" / "assets.json").read_bytes()
+            return _ok(assets())
         if path == "/0/public/AssetPairs":
-            return (api / "ccxt-static-derived" / "asset_pairs.json").read_bytes()
+            return _ok(asset_pairs())
         if path == "/0/public/Time":
             now_s = st.now_ms // 1000
             return _ok(
@@ -184,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
         interval_s = int(q.get("interval", "1")) * 60
         if interval_s < HOUR_S:
             return b'{"error":["EGeneral:Invalid arguments"]}'
-        rows = resample(hourly(st.data_dir, pair), interval_s)
+        rows = resample(st.market.hourly(pair), interval_s)
         now_s = st.now_ms // 1000
         rows = rows[rows[:, 0] <= now_s]  # up to and including the candle still forming
         since = int(q["since"]) if "since" in q else None
@@ -196,19 +185,11 @@ class Handler(BaseHTTPRequestHandler):
             if since is not None:
                 rows = rows[rows[:, 0] > since]
             rows = rows[: st.page]
-        out = [
-            [
-                int(r[0]),
-                f"{r[1]:.1f}",
-                f"{r[2]:.1f}",
-                f"{r[3]:.1f}",
-                f"{r[4]:.1f}",
-                f"{(r[1] + r[4]) / 2:.1f}",
-                f"{r[5]:.8f}",
-                int(r[6]),
-            ]
-            for r in rows
-        ]
+        d = pair_decimals(pair)
+        out = []
+        for r in rows:
+            prices = [f"{x:.{d}f}" for x in (r[1], r[2], r[3], r[4], (r[1] + r[4]) / 2)]
+            out.append([int(r[0]), *prices, f"{r[5]:.8f}", int(r[6])])
         last = out[-1][0] if out else (since or 0)
         return _ok({pair: out, "last": last})
 
@@ -217,7 +198,7 @@ class Handler(BaseHTTPRequestHandler):
         pair = q["pair"]
         if pair != "XBTUSDT":
             return _ok({pair: [], "last": q.get("since", "0")})
-        tape = trades(st.data_dir)
+        tape = st.market.trades()
         count = int(q.get("count", "1000"))
         since = int(q.get("since", "0"))
         ns = tape[:, 0].astype(np.int64)
@@ -250,10 +231,10 @@ class _Server(ThreadingHTTPServer):
 
 
 class KrakenServer:
-    """Context manager: ``with KrakenServer(data_dir, now_ms) as k: k.url``."""
+    """Context manager: ``with KrakenServer(market, now_ms) as k: k.url``."""
 
-    def __init__(self, data_dir: Path, now_ms: int, **kw: Any) -> None:
-        self.state = KrakenState(data_dir=data_dir, now_ms=now_ms, **kw)
+    def __init__(self, market: Market, now_ms: int, **kw: Any) -> None:
+        self.state = KrakenState(market=market, now_ms=now_ms, **kw)
         self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.state = self.state
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -267,5 +248,6 @@ class KrakenServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.state.release()
         self.httpd.shutdown()
         self.httpd.server_close()

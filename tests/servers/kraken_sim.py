@@ -1,8 +1,9 @@
 """A Kraken exchange simulator on 127.0.0.1 for the real ccxt client: public and private REST.
 
-Public: Time, Assets, AssetPairs (the recorded bodies in ``shared/data/kraken-api``), OHLC
-(same rules as ``tests/servers/kraken.py``: the newest 720 candles plus the forming one) and
-Ticker, built from Kraken's real hourly candles. Private (POST, form-encoded, signed by ccxt;
+Public: Time, Assets, AssetPairs (as Kraken answers them, for the pairs served), OHLC (same
+rules as ``tests/servers/kraken.py``: the newest 720 candles plus the forming one) and Ticker,
+built from real hourly candles (``tests/servers/market.py``: Kraken's files in shared/data, or
+the offline sample). Private (POST, form-encoded, signed by ccxt;
 the signature is not checked, the key and an increasing nonce are): Balance, BalanceEx,
 AddOrder, OpenOrders, ClosedOrders, QueryOrders, CancelOrder, CancelAll, CancelAllOrdersAfter,
 TradesHistory, with Kraken's answer shapes and error strings.
@@ -32,15 +33,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from http.server import ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 
 from tests.servers.kraken import HOUR_S, Handler, resample
+from tests.servers.market import Market, asset_pairs, assets
 
 HOUR_MS = HOUR_S * 1000
 # Faults a private call may meet at random: answers lost after the fact, 5xx, rate limits,
@@ -56,40 +56,10 @@ RANDOM_FAULTS = (
     "nonce",
     "queued",
 )
-CANDLE_FILES = {
-    "XXBTZUSD": "XBTUSD_60.csv",
-    "XETHZUSD": "ETHUSD_60.csv",
-    "XBTUSDT": "XBTUSDT_60.csv",
-}
-# ccxt's static AssetPairs has no ETH/USD; this entry is constructed from ETHUSDT's with
-# Kraken's ETH/USD ids, so that the ETH candles in shared/data can be traded.
-ETH_USD = {"altname": "ETHUSD", "wsname": "ETH/USD", "base": "XETH", "quote": "ZUSD"}
 
 
 class SimError(Exception):
     """A Kraken error string answered as ``{"error": [msg]}``."""
-
-
-@cache
-def candles(data_dir: Path, pair: str) -> np.ndarray:
-    """Real Kraken hourly candles [time_s, o, h, l, c, volume, count] for a pair id."""
-    if pair not in CANDLE_FILES:
-        raise SimError("EQuery:Unknown asset pair")
-    rows = []
-    for line in (data_dir / "kraken-ohlcvt-1h" / CANDLE_FILES[pair]).read_text().splitlines():
-        parts = line.split(",")
-        if parts[0].isdigit():  # skip a header
-            rows.append([float(x) for x in parts[:7]])
-    return np.asarray(rows)
-
-
-@cache
-def asset_pairs(data_dir: Path) -> dict[str, dict[str, Any]]:
-    api = data_dir / "kraken-api" / "ccxt-static-derived"
-    pairs: dict[str, dict[str, Any]] = json.loads((api / "asset_pairs.json").read_text())["result"]
-    if "XETHZUSD" not in pairs and "ETHUSDT" in pairs:
-        pairs["XETHZUSD"] = {**pairs["ETHUSDT"], **ETH_USD}
-    return pairs
 
 
 @dataclass
@@ -123,11 +93,11 @@ def _ok(result: Any) -> bytes:
 
 
 class KrakenSim:
-    """Context manager: ``with KrakenSim(data_dir, now_ms) as sim: sim.url``."""
+    """Context manager: ``with KrakenSim(market, now_ms) as sim: sim.url``."""
 
     def __init__(
         self,
-        data_dir: Path,
+        market: Market,
         now_ms: int,
         *,
         api_key: str = "testkey",
@@ -135,7 +105,7 @@ class KrakenSim:
         fee: float = 0.0026,
         hang_s: float = 1.0,
     ) -> None:
-        self.data_dir = data_dir
+        self.market = market
         self.now_ms = now_ms  # assigning it moves the clock without firing stops/the switch
         self.api_key = api_key
         self.balances: dict[str, float] = dict(balances or {"ZUSD": 10000.0})
@@ -155,7 +125,7 @@ class KrakenSim:
         self.nonces: dict[str, int] = {}
         self.lock = threading.RLock()
         self._seq = 0
-        self.pairs = asset_pairs(data_dir)
+        self.pairs = asset_pairs()
         self.httpd = _SimServer(("127.0.0.1", 0), SimHandler)
         self.httpd.sim = self
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
@@ -169,8 +139,8 @@ class KrakenSim:
     def __enter__(self) -> KrakenSim:
         # Parse the candle files now: a first request that parses them under a loaded test
         # run can outlast the short client timeouts the fault tests use.
-        for pair in CANDLE_FILES:
-            candles(self.data_dir, pair)
+        for pair in self.market.pairs:
+            self.market.hourly(pair)
         self.thread.start()
         return self
 
@@ -218,8 +188,15 @@ class KrakenSim:
                 return pid
         raise SimError("EQuery:Unknown asset pair")
 
+    def candles(self, pair: str) -> np.ndarray:
+        """Hourly candles [time_s, o, h, l, c, volume, count] of a Kraken pair id."""
+        try:
+            return self.market.hourly(pair)
+        except KeyError:
+            raise SimError("EQuery:Unknown asset pair") from None
+
     def _forming(self, pair: str, ms: int) -> np.ndarray:
-        rows = candles(self.data_dir, pair)
+        rows = self.candles(pair)
         i = int(np.searchsorted(rows[:, 0], ms // 1000, "right")) - 1
         if i < 0:
             raise SimError("EService:Unavailable")
@@ -263,7 +240,7 @@ class KrakenSim:
             self.now_ms = ms
 
     def _first_touch(self, o: SimOrder, old: int, new: int) -> tuple[int, float] | None:
-        rows = candles(self.data_dir, o.pair)
+        rows = self.candles(o.pair)
         lo = int(np.searchsorted(rows[:, 0], (old // 1000) - HOUR_S, "left"))
         for r in rows[lo:]:
             t = int(r[0]) * 1000
@@ -483,9 +460,8 @@ class SimHandler(Handler):
 
     def _public(self, path: str, q: dict[str, str]) -> bytes | None:
         sim = self.server.sim
-        api = sim.data_dir / "kraken-api" / "ccxt-static-derived"
         if path == "/0/public/Assets":
-            return (api / "assets.json").read_bytes()
+            return _ok(assets())
         if path == "/0/public/AssetPairs":
             return _ok(sim.pairs)
         if path == "/0/public/Time":
@@ -522,7 +498,7 @@ class SimHandler(Handler):
         interval_s = int(q.get("interval", "1")) * 60
         if interval_s < HOUR_S:
             raise SimError("EGeneral:Invalid arguments")
-        rows = resample(candles(sim.data_dir, pair), interval_s)
+        rows = resample(sim.candles(pair), interval_s)
         rows = rows[rows[:, 0] <= sim.now_ms // 1000][-721:]
         since = int(q["since"]) if "since" in q else None
         if since is not None:
