@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradekit.errors import InputError, TradekitError
+from tradekit.errors import InputError, TradekitError, UsageError
 
 if TYPE_CHECKING:
     from tradekit.ledger import LedgerView
@@ -39,7 +39,7 @@ RETIRED = "retired"  # state/candidates/retired/NAME-<release>.db: a replaced or
 
 def check_name(name: str) -> str:
     if not NAME_RE.match(name):
-        raise InputError(f"candidate name {name!r}: use {NAME_RULE}")
+        raise UsageError(f"candidate name {name!r}: use {NAME_RULE}")
     return name
 
 
@@ -332,3 +332,30 @@ def _compare_ledgers(
         ltrades = len(lv.trades(start_ms=start - 1, end_ms=end))
     cmp = compare((leq, lbefore, ltrades), (ceq, cbefore, ctrades))
     return {"since_ms": since, "comparison": cmp, "evidence": verdict(cmp)}
+
+
+def report(
+    *,
+    state: str | Path,
+    cand_dir: Path,
+    live_model: Path,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+) -> dict[str, Any]:
+    """``candidates/1``: the live model (version, receipt) and :func:`candidates_report`."""
+    from tradekit.report.model import model_info
+
+    info = model_info(live_model)
+    return {
+        "schema": SCHEMA,
+        "state": str(state),
+        "directory": str(cand_dir),
+        "live": {
+            "path": str(live_model),
+            "version": (info.get("model") or {}).get("version"),
+            "receipt": info.get("receipt"),
+        },
+        "candidates": candidates_report(
+            state=state, cand_dir=cand_dir, start_ms=start_ms, end_ms=end_ms
+        ),
+    }

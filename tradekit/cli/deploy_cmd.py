@@ -62,6 +62,19 @@ def deploy(
             "deploys.jsonl and to the phone.",
         ),
     ] = None,
+    candidate: Annotated[
+        str | None,
+        typer.Option(
+            "--candidate",
+            metavar="NAME",
+            help="Install MODEL_DIR as candidate NAME beside the live model (paper-traded by "
+            "the loop; at most 3); current is untouched.",
+        ),
+    ] = None,
+    remove: Annotated[
+        bool,
+        typer.Option("--remove", help="With --candidate NAME: remove that candidate."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Deploy a model dir as a new release on [deploy] host under [deploy] path.
@@ -73,9 +86,14 @@ def deploy(
     host, switches <path>/current atomically, runs [deploy] restart and waits until the loop
     reports the new model ([deploy] health = "loop"); on a failure it switches back to the
     previous release (exit 4). On the host, [run] model is <path>/current.
+
+    With --candidate NAME the release is installed the same way but <path>/candidates/NAME
+    points at it instead of current: the loop paper-trades it beside the live model from its
+    next candle ('tradekit candidates' compares them, 'tradekit promote NAME' makes it live).
     """
     from tradekit.cli import output as out
     from tradekit.config import with_overrides
+    from tradekit.deploy.candidate import deploy_candidate, remove_candidate
     from tradekit.deploy.guard import announce_forced
     from tradekit.deploy.ship import deploy_model
     from tradekit.deploy.ship import rollback as do_rollback
@@ -85,10 +103,22 @@ def deploy(
         config.deploy, "deploy", {"host": ("--host", host), "keep": ("--keep", keep)}
     )
     password = config.secret("deploy_sudo_password")
+    if remove and candidate is None:
+        raise UsageError("--remove needs --candidate NAME")
     if rollback:
-        if model_dir is not None or attach or force is not None:
-            raise UsageError("--rollback takes no MODEL_DIR, --attach or --force")
+        if model_dir is not None or attach or force is not None or candidate is not None:
+            raise UsageError("--rollback takes no MODEL_DIR, --attach, --force or --candidate")
         result = do_rollback(cfg, dry_run=dry_run, sudo_password=password)
+    elif remove and candidate is not None:
+        if model_dir is not None or attach or force is not None:
+            raise UsageError("--candidate NAME --remove takes no MODEL_DIR, --attach or --force")
+        result = remove_candidate(candidate, cfg, dry_run=dry_run)
+    elif candidate is not None:
+        if model_dir is None:
+            raise UsageError("missing MODEL_DIR for --candidate NAME")
+        result = deploy_candidate(
+            model_dir, candidate, cfg, attach=attach or [], dry_run=dry_run, force=force
+        )
     else:
         if model_dir is None:
             raise UsageError("missing MODEL_DIR (or give --rollback)")
@@ -105,6 +135,8 @@ def deploy(
         out.say(f"dry run of {result.action} to {where}:")
         for step in result.plan:
             out.say(f"  {step}")
+    elif result.candidate is not None:
+        out.say(f"{result.message} on {where} in {result.seconds:.1f}s")
     elif result.action == "rollback":
         out.say(
             f"rolled back {where} to {result.release} (model {result.model_version}; "

@@ -118,6 +118,7 @@ def _register() -> None:
     from tradekit.cli import (
         ask_cmd,
         backtest_cmd,
+        candidates_cmd,
         config_cmd,
         data_cmd,
         deploy_cmd,
@@ -152,6 +153,8 @@ def _register() -> None:
     app.command("kill")(run_cmd.kill)
     app.command("reconcile")(reconcile_cmd.reconcile)
     app.command("deploy")(deploy_cmd.deploy)
+    app.command("candidates")(candidates_cmd.candidates)
+    app.command("promote")(candidates_cmd.promote)
     app.command("summary")(ask_cmd.summary)
     app.command("notify")(notify_cmd.notify)
     app.command("listen")(notify_cmd.listen)

@@ -66,6 +66,7 @@ class DeployResult:
     message: str = ""
     gate: str | None = None  # "passed", or why the model has no passing verdict of its own
     forced: str | None = None  # the --force reason, when it overrode the gate
+    candidate: str | None = None  # deploy --candidate NAME, --remove, promote NAME
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +89,7 @@ class DeployResult:
             "message": self.message,
             "gate": self.gate,
             "forced": self.forced,
+            "candidate": self.candidate,
         }
 
 
@@ -242,9 +244,12 @@ class Host:
         script = f"printf '%s\\n' {shlex.quote(line)} >> {self.q(LOG_FILE)}\n"
         if prune:
             keep = "|".join(shlex.quote(r) for r in protect)
+            # A release a candidate points at (candidates/NAME -> ../releases/ID) stays too.
             script += (
                 f"cd {self.q('releases')} && ls -1t | tail -n +{prune + 1} | while read -r r; "
-                f'do case "$r" in {keep}) ;; *) rm -rf -- "$r" && echo "pruned $r";; esac; done\n'
+                f'do case "$r" in {keep}) continue;; esac; for c in ../candidates/*; do '
+                '[ "$(readlink "$c" 2>/dev/null)" = "../releases/$r" ] && continue 2; done; '
+                'rm -rf -- "$r" && echo "pruned $r"; done\n'
             )
         try:
             rc, out, err = self.t.run(script)
@@ -256,7 +261,7 @@ class Host:
         return [ln[7:] for ln in out.splitlines() if ln.startswith("pruned ")]
 
 
-def _entry(
+def log_entry(
     action: str, res: DeployResult, ok: bool, message: str, started: float
 ) -> dict[str, Any]:
     return {
@@ -273,11 +278,12 @@ def _entry(
         "message": message,
         "gate": res.gate,
         "forced": res.forced,
+        "candidate": res.candidate,
     }
 
 
 @contextlib.contextmanager
-def _connect(cfg: DeployConfig, timeout: float) -> Any:
+def connect_host(cfg: DeployConfig, timeout: float) -> Any:
     if not cfg.host:
         raise UsageError("no host: give --host HOST (or 'local') or set [deploy] host")
     with open_transport(
@@ -320,7 +326,7 @@ def deploy_model(
         rel = build_release(model_dir, Path(work), attach=attach, checked=checked)
         release_json = Path(work) / RELEASE_JSON
         release_json.write_bytes(rel.json_bytes())
-        with _connect(cfg, connect_timeout) as (t, root):
+        with connect_host(cfg, connect_timeout) as (t, root):
             host = Host(t, root, cfg, sudo_password)
             res = DeployResult(
                 action="deploy",
@@ -377,7 +383,11 @@ def _plan(host: Host, rel: Release, st: HostState, res: DeployResult) -> list[st
     ]
 
 
-def _ship(host: Host, rel: Release, release_json: Path, res: DeployResult, started: float) -> None:
+def upload(
+    host: Host, rel: Release, release_json: Path, res: DeployResult, started: float
+) -> HostState:
+    """Prepare the host, upload the archive, verify and unpack it into releases/<id>
+    (``current`` untouched); the host's state before. A failure is logged and raised."""
     t, rid = host.t, rel.id
     part, meta, tmp = (
         f"releases/.{rid}.tar.gz.part",
@@ -403,15 +413,20 @@ def _ship(host: Host, rel: Release, release_json: Path, res: DeployResult, start
                 f"cd {host.q()} && rm -rf -- {' '.join(shlex.quote(p) for p in (part, meta, tmp))}"
             )
         msg = f"{e}; current unchanged ({res.previous or 'none'})"
-        host.append_log(_entry("deploy", res, False, msg, started))
+        host.append_log(log_entry(res.action, res, False, msg, started))
         raise ExternalError(msg) from None
+    return st
 
+
+def _ship(host: Host, rel: Release, release_json: Path, res: DeployResult, started: float) -> None:
+    upload(host, rel, release_json, res, started)
+    rid = rel.id
     try:
         host.switch(rid)
     except ExternalError as e:
         # rename(2) either happened or not; a lost connection cannot tell us which.
         msg = f"{e}; current is {rid} or still {res.previous or 'none'} (see deploy --dry-run)"
-        host.append_log(_entry("deploy", res, False, msg, started))
+        host.append_log(log_entry("deploy", res, False, msg, started))
         raise ExternalError(msg) from None
     log.info("current -> releases/%s (was %s)", rid, res.previous or "none")
     try:
@@ -423,7 +438,7 @@ def _ship(host: Host, rel: Release, release_json: Path, res: DeployResult, start
     res.message = f"deployed {rid} (model {rel.model_version})"
     protect = [rid] + ([res.previous] if res.previous else [])
     res.pruned = host.append_log(
-        _entry("deploy", res, True, res.message, started), prune=host.cfg.keep, protect=protect
+        log_entry("deploy", res, True, res.message, started), prune=host.cfg.keep, protect=protect
     )
 
 
@@ -443,7 +458,7 @@ def _undo(host: Host, rid: str, res: DeployResult, failure: str, started: float)
     msg = f"{failure}; {back}"
     res.ok = False
     res.message = msg
-    host.append_log(_entry("deploy", res, False, msg, started))
+    host.append_log(log_entry("deploy", res, False, msg, started))
     raise ExternalError(msg)
 
 
@@ -452,7 +467,11 @@ def rollback_target(st: HostState) -> str | None:
     the newest older release on the host."""
     current, existing = st.current, st.releases
     for row in reversed(st.history):
-        if row.get("action") == "deploy" and row.get("ok") and row.get("release") == current:
+        if (
+            row.get("action") in ("deploy", "promote")
+            and row.get("ok")
+            and row.get("release") == current
+        ):
             prev = row.get("previous")
             if isinstance(prev, str) and prev in existing:
                 return prev
@@ -472,7 +491,7 @@ def rollback(
 ) -> DeployResult:
     """Switch ``current`` back to the release before it, restart and check health."""
     started = time.monotonic()
-    with _connect(cfg, connect_timeout) as (t, root):
+    with connect_host(cfg, connect_timeout) as (t, root):
         host = Host(t, root, cfg, sudo_password)
         st = host.state(history=True)
         current = st.current
@@ -516,9 +535,9 @@ def rollback(
                     back = f"switching back to {current} failed too: {e}"
                 res.ok = False
                 res.message = f"rollback to {target}: {failure}; {back}"
-                host.append_log(_entry("rollback", res, False, res.message, started))
+                host.append_log(log_entry("rollback", res, False, res.message, started))
                 raise ExternalError(res.message)
             res.message = f"rolled back to {target} (model {res.model_version})"
-            host.append_log(_entry("rollback", res, True, res.message, started))
+            host.append_log(log_entry("rollback", res, True, res.message, started))
     res.seconds = time.monotonic() - started
     return res
