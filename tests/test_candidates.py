@@ -277,11 +277,13 @@ def test_compare_aligns_on_common_candles_and_days() -> None:
     t0 = 1_700_000_000_000 - 1_700_000_000_000 % day
     live = [(t0 + i * HOUR, 1000.0 + i) for i in range(72)]  # 3 days, rising by 1 an hour
     cand = [(t0 + i * HOUR, 1000.0 + 2 * i) for i in range(24, 72)]  # 2 days, twice as fast
-    cmp = evidence.compare((live, None, 3), (cand, None, 5))
+    exits = [t0 + 30 * HOUR, t0 + 40 * HOUR, t0 + 2 * HOUR]  # the last before the span
+    cmp = evidence.compare((live, None, exits), (cand, None, exits[:2] * 2 + [t0 + 99 * HOUR]))
     assert cmp["candles"] == 48 and cmp["days"] == 2
     assert cmp["live"]["return"] == pytest.approx(1071 / 1024 - 1)
     assert cmp["candidate"]["return"] == pytest.approx(1142 / 1048 - 1)
-    assert cmp["live"]["max_drawdown"] == 0.0 and cmp["candidate"]["trades"] == 5
+    assert cmp["live"]["max_drawdown"] == 0.0
+    assert (cmp["live"]["trades"], cmp["candidate"]["trades"]) == (2, 4)
     assert cmp["daily"]["sign_test"]["wins"] == 2
     assert "2 days" in evidence.verdict(cmp)
 
@@ -364,3 +366,76 @@ def test_candidates_in_the_real_loop_never_disturb_it(
                    "ORDER BY candle_ms")  # fmt: skip
     assert [c[0] for c in closes] == [FIRST, FIRST + 2 * HOUR]
     assert "Traceback" not in loop.output()
+
+
+def test_candidates_report_cli_dashboard_and_review_agree(
+    models: dict[str, Path], tmp_path: Path, run_cli: Any
+) -> None:
+    """Two candidates paper-traded beside a "live" account (a replay of model a on the same
+    candles): `tradekit candidates --json`, the dashboard's list and review.json's field are
+    one function's answer, and its figures are the ledgers' own."""
+    from tradekit.config import load_config
+    from tradekit.contracts import PREDICTIONS, read_table, write_ohlcv, write_table
+    from tradekit.review import build_review
+    from tradekit.serve import files
+
+    cfg_path = write_config(tmp_path / "t.toml", tmp_path)
+    cfg = load_config(cfg_path, environ={})
+    cand_dir = tmp_path / "opt" / "candidates"
+    install(cand_dir, b=models["b"], c=models["c"])
+    ts, _ = candles(models["ohlcv"])
+    start, end = 400, 700
+    drive(cfg, cand_dir, models["a"], models["ohlcv"], start, end)
+    df, _ = read_table(models["ohlcv"], None)
+    ms = df["timestamp"].dt.as_unit("ms").astype("int64")
+    cut = tmp_path / "cut.parquet"
+    write_ohlcv(df[(ms >= ts[start]) & (ms <= ts[end])].reset_index(drop=True), cut,
+                {"exchange": "sample", "timeframe": "1h"})  # fmt: skip
+    feats, preds = tmp_path / "a.f.parquet", tmp_path / "a.p.parquet"
+    assert run_cli("-c", str(cfg_path), "featurize", str(models["ohlcv"]), "--feature-set",
+                   "minimal", "-o", str(feats)).code == 0  # fmt: skip
+    assert run_cli("-c", str(cfg_path), "predict", str(models["a"]), str(feats), "-o",
+                   str(preds)).code == 0  # fmt: skip
+    pdf, pmeta = read_table(preds, PREDICTIONS)
+    pms = pdf["timestamp"].dt.as_unit("ms").astype("int64")
+    write_table(pdf[(pms >= ts[start]) & (pms <= ts[end])].reset_index(drop=True), preds,
+                PREDICTIONS, pmeta)  # fmt: skip
+    live = Path(cfg.run.state)
+    r = run_cli("-c", str(cfg_path), "run", "--replay", str(cut), "-p", str(preds), "--state",
+                str(live))  # fmt: skip
+    assert r.code == 0, r.err
+
+    r = run_cli("-c", str(cfg_path), "candidates", "--json", "--dir", str(cand_dir))
+    assert r.code == 0, r.err
+    doc = json.loads(r.out)
+    assert doc["schema"] == "candidates/1" and doc["state"] == str(live)
+    got = {c["name"]: c for c in doc["candidates"]}
+    assert sorted(got) == ["b", "c"]
+    days = len({t - t % 86_400_000 for t in ts[start : end + 1]})
+    for name, c in got.items():
+        paper = evidence.ledger_path(live, name)
+        cmp = c["comparison"]
+        assert c["since_ms"] == ts[start] and c["release"] == name
+        assert cmp["candles"] == end - start + 1 and cmp["days"] == days
+        eq = [e for (e,) in _rows(paper, "SELECT equity FROM equity ORDER BY candle_ms")]
+        leq = [e for (e,) in _rows(live, "SELECT equity FROM equity ORDER BY candle_ms")]
+        assert cmp["candidate"]["return"] == pytest.approx(eq[-1] / eq[0] - 1)
+        assert cmp["live"]["return"] == pytest.approx(leq[-1] / leq[0] - 1)
+        peak = np.maximum.accumulate(eq)
+        assert cmp["candidate"]["max_drawdown"] == pytest.approx(float(np.max(1 - eq / peak)))
+        span = f"SELECT id FROM trades WHERE exit_ms BETWEEN {ts[start]} AND {ts[end]}"
+        assert cmp["candidate"]["trades"] == len(_rows(paper, span)) > 0
+        assert cmp["live"]["trades"] == len(_rows(live, span)) > 0
+        s = cmp["daily"]["sign_test"]
+        assert s["wins"] + s["losses"] + s["ties"] == days == cmp["daily"]["days"]
+        assert c["evidence"].startswith(f"{days} days, return ")
+        assert c["receipt"]["present"] is False and "verdict" in c["receipt"]["problem"]
+    # The dashboard and the review draw the same list.
+    assert (
+        json.loads(json.dumps(files.candidates(models["a"], live, cand_dir))) == doc["candidates"]
+    )
+    review = build_review(state=live, model_dir=models["a"], candidates=cand_dir)
+    assert json.loads(json.dumps(review["candidates"], default=str)) == doc["candidates"]
+    # For a person: a table and one line of evidence each.
+    r = run_cli("-c", str(cfg_path), "candidates", "--dir", str(cand_dir))
+    assert r.code == 0 and r.out == "" and "b: " in r.err and "c: " in r.err

@@ -210,15 +210,19 @@ def _daily_returns(equity: list[tuple[int, float]], start: float) -> dict[int, f
     return out
 
 
-def compare(
-    live: tuple[list[tuple[int, float]], float | None, int],
-    cand: tuple[list[tuple[int, float]], float | None, int],
-) -> dict[str, Any]:
+Side = tuple[list[tuple[int, float]], float | None, list[int]]
+
+
+def compare(live: Side, cand: Side) -> dict[str, Any]:
     """Both accounts over the candles both recorded, and the paired tests on their daily
-    returns. Each side: (equity series, the equity just before it or None, closed trades).
-    Without an equity before the span on both sides, both start from their first common
-    candle's equity."""
+    returns. Each side: (equity series, the equity just before it or None, the exit times of
+    its closed trades; those within the common candles count). Without an equity before the
+    span on both sides, both start from their first common candle's equity."""
     common = sorted({ms for ms, _ in live[0]} & {ms for ms, _ in cand[0]})
+
+    def trades(exits: list[int]) -> int:
+        return sum(1 for x in exits if common and common[0] <= x <= common[-1])
+
     keep = set(common)
     lo = [x for x in live[0] if x[0] in keep]
     co = [x for x in cand[0] if x[0] in keep]
@@ -236,8 +240,8 @@ def compare(
         "to_ms": common[-1] if common else None,
         "candles": len(common),
         "days": len(keys),
-        "live": account(lo, l0, live[2]),
-        "candidate": account(co, c0, cand[2]),
+        "live": account(lo, l0, trades(live[2])),
+        "candidate": account(co, c0, trades(cand[2])),
         "daily": {
             "days": len(diffs),
             "mean_difference": sum(diffs) / len(diffs) if diffs else None,
@@ -277,15 +281,20 @@ def _series(view: LedgerView, start: int, end: int) -> tuple[list[tuple[int, flo
 
 
 def candidates_report(
-    *, state: str | Path, cand_dir: Path, start_ms: int | None = None, end_ms: int | None = None
+    *,
+    state: str | Path | None,
+    cand_dir: Path,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
 ) -> list[dict[str, Any]]:
     """For each installed candidate: ``name``, ``path``, ``release``, ``version``,
     ``since_ms`` (its ledger's first candle), ``receipt`` (its gate receipt, as the deployed
     model's), ``evidence`` (one line) and ``comparison`` (:func:`compare`) against the live
-    ledger over the candles both recorded within [start_ms, end_ms]."""
+    ledger over the candles both recorded within [start_ms, end_ms] (no evidence without
+    ``state``)."""
     from tradekit.report.model import model_info
 
-    state = Path(state)
+    live = Path(state) if state else None
     out = []
     for c in installed(cand_dir):
         info = model_info(c.link)
@@ -296,16 +305,16 @@ def candidates_report(
             "version": (info.get("model") or {}).get("version"),
             "receipt": info.get("receipt"),
             "since_ms": None,
-            "ledger": str(ledger_path(state, c.name)),
+            "ledger": str(ledger_path(live, c.name)) if live else None,
             "evidence": "no paper trades yet (the loop starts it at the next candle)",
             "comparison": None,
         }
         if info.get("problem"):
             entry["problem"] = info["problem"]
-        path = ledger_path(state, c.name)
-        if path.is_file() and state.is_file():
+        path = ledger_path(live, c.name) if live else None
+        if path is not None and live is not None and path.is_file() and live.is_file():
             try:
-                entry.update(_compare_ledgers(state, path, c, start_ms, end_ms))
+                entry.update(_compare_ledgers(live, path, c, start_ms, end_ms))
             except TradekitError as e:
                 entry["evidence"] = f"unreadable: {e}"
         out.append(entry)
@@ -326,11 +335,11 @@ def _compare_ledgers(
         start = max(since or 0, start_ms or 0)
         end = end_ms if end_ms is not None else 2**62
         ceq, cbefore = _series(cv, start, end)
-        ctrades = len(cv.trades(start_ms=start - 1, end_ms=end))
+        cexits = [int(t["exit_ms"]) for t in cv.trades(start_ms=start - 1, end_ms=end)]
     with LedgerView(state) as lv, lv.snapshot():
         leq, lbefore = _series(lv, start, end)
-        ltrades = len(lv.trades(start_ms=start - 1, end_ms=end))
-    cmp = compare((leq, lbefore, ltrades), (ceq, cbefore, ctrades))
+        lexits = [int(t["exit_ms"]) for t in lv.trades(start_ms=start - 1, end_ms=end)]
+    cmp = compare((leq, lbefore, lexits), (ceq, cbefore, cexits))
     return {"since_ms": since, "comparison": cmp, "evidence": verdict(cmp)}
 
 

@@ -2,8 +2,8 @@
 
 What happened (closed trades with their maximum adverse and favourable excursions, halts,
 rejected entries by reason, decisions by action, the equity change), the candidates'
-evidence (an empty list until candidate models run beside the live one), the latest drift
-report, and the deployed model's age and gate receipt. It reads the ledger through
+evidence (each candidate model against live since it started, :mod:`tradekit.evidence`), the
+latest drift report, and the deployed model's age and gate receipt. It reads the ledger through
 :class:`~tradekit.ledger.view.LedgerView` and writes nothing but its output; ``ask`` reads it
 as context (:mod:`tradekit.ask.review`).
 
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tradekit import evidence
 from tradekit.errors import InputError, UsageError
 from tradekit.sidecar import DRIFT_SCHEMA, REVIEW_SCHEMA, drift_path, drift_summary, read_report
 
@@ -175,9 +176,11 @@ def build_review(
     period: str = "day",
     at_ms: int | None = None,
     now_ms: int | None = None,
+    candidates: str | Path | None = None,
 ) -> dict[str, Any]:
     """The ``review/1`` document of the ``period`` ending at ``at_ms`` (default: the ledger's
-    latest candle, else now). ``now_ms`` is when it is made (ages), default now."""
+    latest candle, else now). ``now_ms`` is when it is made (ages), default now.
+    ``candidates``: where candidate models are installed (default: beside ``model_dir``)."""
     from tradekit.timeutil import now_ms as clock
 
     if period not in PERIODS:
@@ -210,7 +213,8 @@ def build_review(
         "rejects": {},
         "rejects_total": 0,
         "decisions": {},
-        # Candidate models paper-trading beside the live one: their evidence goes here.
+        # Candidate models paper-trading beside the live one: their evidence since each started
+        # (tradekit.evidence, as `tradekit candidates` and the dashboard show it).
         "candidates": [],
         "drift": None,
         "model": None,
@@ -225,6 +229,10 @@ def build_review(
     if report is None:
         notes.append("no drift report beside the ledger (tradekit drift writes it daily)")
     doc["model"] = _model(Path(model_dir), now, notes)
+    where = Path(candidates) if candidates else evidence.directory("", str(model_dir))
+    doc["candidates"] = evidence.candidates_report(
+        state=path if path.is_file() else None, cand_dir=where, end_ms=end
+    )
     return doc
 
 

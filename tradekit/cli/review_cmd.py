@@ -58,6 +58,7 @@ def review(
         model_dir=model or cfg.run.model,
         period=period,
         at_ms=parse_time(now, option="--now") if now else None,
+        candidates=cfg.run.candidates or None,
     )
     write_json(doc, output or review_path(ledger))
     if as_json:

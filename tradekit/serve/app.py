@@ -237,7 +237,8 @@ class Reads:
         return {**files.model_info(self.site.model_dir), "running_version": _running(v)}
 
     def candidates(self, v: LedgerView, r: Request) -> Any:
-        return {"candidates": files.candidates(self.site.model_dir)}
+        site = self.site
+        return {"candidates": files.candidates(site.model_dir, site.ledger, site.candidates)}
 
     def deploys(self, v: LedgerView, r: Request) -> Any:
         return files.deploys(self.site.deploy_log)

@@ -1,5 +1,5 @@
 """The dashboard's sources beside the ledger: the deployed model with its gate receipt, the
-deploy log, the candle store and (later) the candidates.
+deploy log, the candle store and the candidate models beside the live one.
 
 Nothing here imports pandas or pyarrow: the candle store is read by a short child process
 (:mod:`tradekit.serve.candles`) when a chart asks for candles.
@@ -87,12 +87,17 @@ def candles(store: Path, exchange: str, timeframe: str, symbol: str, limit: int)
     return doc
 
 
-def candidates(model_dir: Path) -> list[dict[str, Any]]:
-    """Models running beside the live one to gather evidence (issue 16); none exist yet.
+def candidates(
+    model_dir: Path, ledger: Path | None = None, directory: Path | None = None
+) -> list[dict[str, Any]]:
+    """Candidate models paper-trading beside the live one (``deploy --candidate``), each:
+    ``name``, ``path``, ``release``, ``version`` (as ``model``'s), ``since_ms`` (its first
+    paper candle), ``receipt`` (as ``model_info``'s), ``evidence`` (one line) and
+    ``comparison`` (both accounts over the candles both traded, and the paired tests on their
+    daily returns): :func:`tradekit.evidence.candidates_report`, as ``tradekit candidates``
+    and ``review.json`` show them. ``directory`` defaults to ``candidates/`` beside
+    ``model_dir``'s link; without ``ledger`` there is no evidence yet."""
+    from tradekit import evidence
 
-    Each will be one object with at least: ``name``, ``path``, ``version`` (as ``model``'s),
-    ``since_ms`` (when it started), ``receipt`` (as ``model_info``'s) and ``evidence`` (its
-    shadow trades and metrics against the live model's over the same candles), so the page
-    and ``/api/v1/candidates`` show them without another change of shape."""
-    del model_dir  # where candidates live is decided with issue 16
-    return []
+    where = directory or evidence.directory("", str(model_dir))
+    return evidence.candidates_report(state=ledger, cand_dir=where)

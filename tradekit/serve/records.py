@@ -242,7 +242,7 @@ def models(site: Site, view: LedgerView, snap: Snapshot) -> Page:
                 )
             )
     parts.append("</section>")
-    cands = files.candidates(site.model_dir)
+    cands = files.candidates(site.model_dir, site.ledger, site.candidates)
     parts.append(
         '<section class="card wide" id="candidates"><h2>Candidates</h2>'
         + table(

@@ -34,6 +34,7 @@ class Site:
     refresh_s: float
     hosts: frozenset[str]  # Host header names answered to (IP literals always are)
     token: str | None = field(default=None, repr=False)
+    candidates: Path | None = None  # [run] candidates (None: beside model_dir)
 
     def host_allowed(self, host_header: str) -> bool:
         """Whether a request's ``Host`` names this server. DNS rebinding (a web page whose
@@ -61,6 +62,7 @@ def is_all_interfaces(host: str) -> bool:
 
 
 def site_from(cfg: Config, *, state: str | None, host: str) -> Site:
+    from tradekit.evidence import directory
     from tradekit.timeutil import timeframe_ms
 
     me = socket.gethostname().lower()
@@ -78,4 +80,5 @@ def site_from(cfg: Config, *, state: str | None, host: str) -> Site:
         refresh_s=cfg.serve.refresh_s,
         hosts=frozenset(hosts),
         token=cfg.secret("serve_token") or None,
+        candidates=directory(cfg.run.candidates, cfg.run.model),
     )
