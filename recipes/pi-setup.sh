@@ -14,6 +14,10 @@
 #                    /opt/tradekit and may, through sudo, run exactly two commands: restart
 #                    the loop, and ask the loop which model it runs (tradekit-loop-status).
 #                    It cannot read the service's environment, /etc/tradekit or the ledger.
+#   The phone's `promote NAME` (tradekit listen, the service user) reaches the deploy user the
+#   one way its sandbox allows (NoNewPrivileges=yes: no sudo): a line on the socket
+#   /run/tradekit-promote.sock (group tradekit), for which systemd starts tradekit-promote@
+#   as tradekit-deploy; its helper (tradekit-promote) takes a candidate name and nothing else.
 #
 # What it does:
 #   1. the two users (an older install's `tradekit` loses its login shell and hands its SSH
@@ -28,7 +32,8 @@
 #      each only if missing;
 #   5. the units from systemd/ into /etc/systemd/system (data dir substituted);
 #   6. /usr/local/libexec/tradekit-loop-status and /etc/sudoers.d/tradekit: the deploy user's
-#      two commands, nothing else (checked with visudo -c);
+#      two commands, nothing else (checked with visudo -c); /usr/local/libexec/tradekit-promote
+#      (the phone's promote, run by tradekit-promote@.service as the deploy user);
 #   7. daemon-reload; enable the loop, the courier and the timers (start them with --start;
 #      without it the timers start now and the loop waits for its first deployed model).
 # --only-accounts does 1, 3, the secrets file of 4, and 6 (no venv, units or systemctl).
@@ -55,7 +60,7 @@ START=0
 ONLY_ACCOUNTS=0
 RENDER=""
 # Long-running units and timers enabled at boot.
-ENABLE=(tradekit-run.service tradekit-listen.service tradekit-summary.timer tradekit-fetch.timer
+ENABLE=(tradekit-run.service tradekit-listen.service tradekit-promote.socket tradekit-summary.timer tradekit-fetch.timer
     tradekit-drift.timer tradekit-review.timer)
 
 usage() {
@@ -101,11 +106,16 @@ DATA_DIR=${DATA_DIR%/}
 render_units() {
     local u units
     shopt -s nullglob
-    units=("$SRC"/systemd/tradekit-*.service "$SRC"/systemd/tradekit-*.timer)
+    units=("$SRC"/systemd/tradekit-*.service "$SRC"/systemd/tradekit-*.timer
+        "$SRC"/systemd/tradekit-*.socket)
     ((${#units[@]})) || die "no unit files in $SRC/systemd"
     for u in "${units[@]}"; do
         sed -e "s|/srv/tradekit|$DATA_DIR|g" -e "s|/opt/tradekit|$PREFIX|g" \
+            -e "s|/usr/local/libexec|$LIBEXEC|g" \
             -e "s|^User=tradekit\$|User=$USER_NAME|" -e "s|^Group=tradekit\$|Group=$USER_NAME|" \
+            -e "s|^SocketGroup=tradekit\$|SocketGroup=$USER_NAME|" \
+            -e "s|^User=tradekit-deploy\$|User=$DEPLOY_USER|" \
+            -e "s|^Group=tradekit-deploy\$|Group=$DEPLOY_USER|" \
             "$u" >"$1/$(basename "$u")"
     done
 }
@@ -124,6 +134,7 @@ fi
 [[ -z $DEPLOY_KEY || -r $DEPLOY_KEY ]] || die "--deploy-key: cannot read $DEPLOY_KEY" 2
 VENV=${VENV:-$PREFIX/venv}
 LOOP_STATUS=$LIBEXEC/tradekit-loop-status
+PROMOTE=$LIBEXEC/tradekit-promote
 NOLOGIN=$(command -v nologin || echo /usr/sbin/nologin)
 
 # run CMD...: execute, or print it in --dry-run.
@@ -341,6 +352,33 @@ print(json.dumps({k: d.get(k) for k in keep}, sort_keys=True))'
 EOF
 run install -d -m 0755 -o root -g root "$LIBEXEC"
 put "$TMP/loop-status" "$LOOP_STATUS" 0755 root:root
+# tradekit-promote: the phone's `promote NAME`. tradekit-promote@.service runs it as the deploy
+# user with the socket as stdin/stdout; it reads one candidate name, runs `tradekit promote
+# NAME --host local` (deploy's switch, then the restart and the status check through the two
+# sudo rules below) and answers with the result's last line. Any other input does nothing.
+cat >"$TMP/promote" <<EOF
+#!/bin/sh
+# tradekit-promote (pi-setup.sh): one promote request from the phone (tradekit-promote.socket).
+set -u
+IFS= read -r name || name=""
+case \$name in
+    "" | [!A-Za-z0-9]* | *[!A-Za-z0-9_-]*) name="" ;;
+esac
+if [ -z "\$name" ] || [ \${#name} -gt 32 ]; then
+    echo "tradekit: error: promote: not a candidate name"
+    exit 2
+fi
+cd /  # no ./tradekit.toml here: the built-in defaults and the settings below
+out=\$(env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/nonexistent LANG=C.UTF-8 \\
+    TRADEKIT_DEPLOY__HOST=local TRADEKIT_DEPLOY__PATH=$(q "$PREFIX") \\
+    TRADEKIT_DEPLOY__STATUS=$(q "sudo -n -u $USER_NAME $LOOP_STATUS") \\
+    $(q "$VENV/bin/tradekit") promote "\$name" --json 2>&1)
+rc=\$?
+printf '%s\n' "\$out" >&2  # the whole story to the journal
+printf '%s\n' "\$out" | tail -n 1  # the result (deploy/1 JSON) or the error, to the phone
+exit \$rc
+EOF
+put "$TMP/promote" "$PROMOTE" 0755 root:root
 systemctl_bin=$(command -v systemctl || echo /usr/bin/systemctl)
 cat >"$TMP/sudoers" <<EOF
 # tradekit (pi-setup.sh): after switching releases, tradekit deploy restarts the loop and asks
@@ -368,6 +406,7 @@ if systemctl cat systemd-time-wait-sync.service >/dev/null 2>&1; then
     run systemctl enable systemd-time-wait-sync.service
 fi
 run systemctl enable "${ENABLE[@]}"
+run systemctl start tradekit-promote.socket
 run systemctl start tradekit-summary.timer tradekit-fetch.timer tradekit-drift.timer \
     tradekit-review.timer
 if ((START)); then

@@ -773,6 +773,15 @@ def _stand_in_venv(venv: Path, prefix: Path) -> None:
     tk = venv / "bin" / "tradekit"
     tk.write_text(
         "#!/bin/sh\n"
+        # `promote NAME --json` from the promote helper: who, where, what, with which settings.
+        'if [ "$1" = promote ]; then\n'
+        '  printf "%s|%s|%s|%s|%s|%s\\n" "$(id -un)" "$PWD" "$*" "$TRADEKIT_DEPLOY__HOST" '
+        '"$TRADEKIT_DEPLOY__PATH" "$TRADEKIT_DEPLOY__STATUS" '
+        '>> "$TRADEKIT_DEPLOY__PATH/.promoted"\n'
+        '  echo "tradekit: info: current -> releases/x" >&2\n'
+        '  printf \'{"schema":"deploy/1","ok":true,"message":"promoted candidate %s"}\\n\' "$2"\n'
+        "  exit 0\n"
+        "fi\n"
         f'v=$(sed -n \'s/.*"model_version": *"\\([^"]*\\)".*/\\1/p\' '
         f"{prefix}/current/release.json 2>/dev/null)\n"
         'printf "%s %s %s\\n" "$(id -un)" "$PWD" "$*" > .status-ran\n'
@@ -891,6 +900,97 @@ def test_pi_setup_two_users_and_the_boundary_between_them(pi: Pi, tmp_path: Path
         "schema": "status/1", "running": True, "state": "running",
         "model_version": doc["model_version"], "heartbeat_ms": 1,
     }  # fmt: skip
+
+
+CONNECT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print(f"refused: {e.strerror}")
+    sys.exit(3)
+s.sendall(sys.argv[2].encode() + b"\\n")
+s.shutdown(socket.SHUT_WR)
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(data.decode(), end="")
+"""
+
+
+def test_the_phone_promotes_only_through_the_socket_as_the_deploy_user(
+    pi: Pi, tmp_path: Path
+) -> None:
+    """The phone's listener runs as the service user in a sandbox without sudo: it cannot
+    switch releases, nor run anything as the deploy user. Its one way is a line on the promote
+    socket (group: the service user's): for each connection systemd starts pi-setup's helper
+    as the deploy user with the connection as stdin/stdout (here systemd-socket-activate, the
+    same Accept=yes protocol, and setpriv as User=). The helper hands a candidate name, and
+    nothing else, to `tradekit promote NAME --json` on this host's releases."""
+    import pwd
+    import shutil
+
+    if shutil.which("systemd-socket-activate") is None or shutil.which("setpriv") is None:
+        pytest.skip("systemd-socket-activate and setpriv (apt-get install systemd util-linux)")
+    helper = pi.loop_status.parent / "tradekit-promote"
+    assert helper.stat().st_uid == 0 and oct(helper.stat().st_mode & 0o7777) == "0o755"
+    svc, dep = pwd.getpwnam(pi.service), pwd.getpwnam(pi.deploy)
+
+    def as_service(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv), user=pi.service, group=pi.service, extra_groups=[], cwd="/",
+            env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+
+    # The service user can neither switch current nor become the deploy user.
+    assert _denied(as_service("ln", "-s", "releases/x", str(pi.prefix / "current.tmp")))
+    assert _sudo_refused(as_service("sudo", "-n", "-u", pi.deploy, str(helper)))
+    assert _sudo_refused(as_service("sudo", "-n", "-u", pi.deploy, "true"))
+
+    sock = pi.root / "promote.sock"
+    log = (tmp_path / "activate.log").open("w")
+    server = subprocess.Popen(
+        ["systemd-socket-activate", "--listen", str(sock), "--accept", "--inetd", "--",
+         "setpriv", f"--reuid={dep.pw_uid}", f"--regid={dep.pw_gid}", "--clear-groups",
+         "--reset-env", str(helper)],
+        stdout=subprocess.DEVNULL, stderr=log,
+    )  # fmt: skip
+    try:
+        end = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < end and server.poll() is None:
+            time.sleep(0.02)
+        assert sock.exists(), (tmp_path / "activate.log").read_text()
+        os.chown(sock, 0, svc.pw_gid)  # SocketUser=root, SocketGroup=<service>, SocketMode=0660
+        sock.chmod(0o660)
+        ran = pi.prefix / ".promoted"
+
+        def ask(line: str, user: str = pi.service) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["/usr/bin/python3", "-c", CONNECT, str(sock), line], user=user, group=user,
+                extra_groups=[], capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+
+        r = ask("nb")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"schema": "deploy/1", "ok": True,
+                                        "message": "promoted candidate nb"}  # fmt: skip
+        who, cwd, args, host, path, status = ran.read_text().strip().split("|")
+        assert (who, cwd, args, host, path) == (pi.deploy, "/", "promote nb --json", "local",
+                                                str(pi.prefix))  # fmt: skip
+        assert status == f"sudo -n -u {pi.service} {pi.loop_status}"
+        for bad in ("../../etc", "nb; id", "$(id)", "-h", "x" * 33, "", "nb --host evil"):
+            r = ask(bad)
+            assert r.stdout.strip() == "tradekit: error: promote: not a candidate name", bad
+        assert len(ran.read_text().splitlines()) == 1  # nothing else reached tradekit
+        # Only the service's group may connect (the deploy user itself is not in it).
+        r = ask("nb", user=pi.deploy)
+        assert r.returncode == 3 and "refused: Permission denied" in r.stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
 
 
 def _judged_model(tmp_path: Path) -> Path:

@@ -18,8 +18,11 @@ from tests.conftest import ROOT
 
 UNITS = ROOT / "systemd"
 RECIPES = ROOT / "recipes"
-UNIT_FILES = sorted(p for p in UNITS.iterdir() if p.suffix in (".service", ".timer"))
+UNIT_FILES = sorted(p for p in UNITS.iterdir() if p.suffix in (".service", ".timer", ".socket"))
 SERVICES = [p for p in UNIT_FILES if p.suffix == ".service"]
+# Run as the deploy user, for the phone's promote: sudo inside, so a sandbox of its own
+# (test_the_promote_socket_and_its_service).
+DEPLOY_SIDE = {"tradekit-promote@.service"}
 TIMERS = [p for p in UNIT_FILES if p.suffix == ".timer"]
 # The sandbox every tradekit service shares (systemd/README.md).
 HARDENING = {
@@ -246,7 +249,9 @@ def test_the_drift_and_review_units() -> None:
     assert when > one(parse(UNITS / "tradekit-drift.timer"), "Timer", "OnCalendar")
 
 
-@pytest.mark.parametrize("unit", SERVICES, ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "unit", [u for u in SERVICES if u.name not in DEPLOY_SIDE], ids=lambda p: p.name
+)
 def test_every_service_is_sandboxed_alike(unit: Path) -> None:
     svc = parse(unit)["Service"]
     for key, want in HARDENING.items():
@@ -263,6 +268,7 @@ SECRETS = {
     "tradekit-summary.service": ["-/etc/tradekit/notify.env"],
     "tradekit-notify-failure@.service": ["-/etc/tradekit/notify.env"],
     "tradekit-fetch.service": [],
+    "tradekit-promote@.service": [],
     "tradekit-drift.service": ["-/etc/tradekit/notify.env"],
     "tradekit-review.service": ["-/etc/tradekit/listen.env"],  # ask's LLM keys
 }
@@ -292,6 +298,43 @@ def test_each_unit_reads_only_its_secrets(tmp_path: Path) -> None:
     assert dry.returncode == 0, dry.stderr
     for name in TEMPLATES:
         assert f"install -m 0600 -o root -g root /etc/tradekit/{name} " in dry.stdout + " ", name
+
+
+# Settings that make systemd set no_new_privs for a service that does not run as root: any
+# of them would stop sudo in the promote helper (systemd.exec(5), NoNewPrivileges=).
+IMPLY_NNP = (
+    "NoNewPrivileges", "SystemCallFilter", "SystemCallArchitectures", "RestrictAddressFamilies",
+    "RestrictNamespaces", "PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules",
+    "ProtectKernelLogs", "ProtectClock", "MemoryDenyWriteExecute", "RestrictRealtime",
+    "RestrictSUIDSGID", "LockPersonality", "DynamicUser", "CapabilityBoundingSet",
+)  # fmt: skip
+
+
+def test_the_promote_socket_and_its_service() -> None:
+    """The phone's listener (the service user, no sudo in its sandbox) reaches the deploy
+    user's promote helper only through this socket: its group alone may connect, and each
+    connection starts the helper as the deploy user with the connection as stdin/stdout."""
+    from tradekit.config import NotifyConfig
+
+    sock = parse(UNITS / "tradekit-promote.socket")
+    assert one(sock, "Socket", "ListenStream") == NotifyConfig().promote_socket
+    assert (one(sock, "Socket", "SocketGroup"), one(sock, "Socket", "SocketMode")) == (
+        "tradekit", "0660",
+    )  # fmt: skip
+    assert one(sock, "Socket", "Accept") == "yes" and one(sock, "Socket", "MaxConnections") == "1"
+    assert one(sock, "Install", "WantedBy") == "sockets.target"
+    svc = parse(UNITS / "tradekit-promote@.service")["Service"]
+    assert svc["User"] == ["tradekit-deploy"] and svc["Group"] == ["tradekit-deploy"]
+    assert svc["ExecStart"] == ["/usr/local/libexec/tradekit-promote"]
+    assert svc["StandardInput"] == ["socket"] and svc["StandardOutput"] == ["socket"]
+    assert svc["ProtectSystem"] == ["strict"] and "/opt/tradekit" in svc["ReadWritePaths"][0]
+    assert not set(IMPLY_NNP) & set(svc), "sudo needs no_new_privs off"
+    assert "EnvironmentFile" not in svc  # no secret of the service's
+    # The listener can use a unix socket; its sandbox forbids sudo (hence the socket).
+    listen = parse(UNITS / "tradekit-listen.service")["Service"]
+    assert "AF_UNIX" in one({"S": listen}, "S", "RestrictAddressFamilies").split()
+    assert listen["NoNewPrivileges"] == ["yes"]
+    assert "tradekit-promote.socket" in (RECIPES / "pi-setup.sh").read_text()
 
 
 def test_doctor_finds_the_units_it_expects() -> None:
