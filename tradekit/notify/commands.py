@@ -1,6 +1,6 @@
 """Commands from the phone: ``status``, ``profit``, ``daily [N]``, ``balance``, ``trades [N]``,
 ``performance``, ``positions``, ``model`` (read-only, :mod:`tradekit.report.phone`), ``pause``,
-``resume``, ``kill`` and ``forceexit SYMBOL`` (both with a confirmation code), ``ask
+``resume``, ``kill``, ``forceexit SYMBOL`` and ``promote NAME`` (with a confirmation code), ``ask
 <question>``, ``help``. Numbers follow ``[ask] language`` (``auto``: the message's language).
 
 ``forceexit`` is the person's own command: it queues the control ``forceexit:SYMBOL`` that
@@ -225,6 +225,8 @@ class Commander:
             return self._kill(rest, peer)
         if cmd == "forceexit":
             return self._forceexit(rest, peer)
+        if cmd == "promote":
+            return self._promote(rest, peer)
         if cmd == "ask":
             return self._ask(rest, peer)
         if cmd in ("help", "start", "?"):
@@ -362,6 +364,38 @@ class Commander:
 
         self.ledger.request(f"{FORCEEXIT}{symbol}")
         return requested(f"forceexit {symbol}", snap is not None and snap.running)
+
+    def _promote(self, rest: str, peer: str) -> str:
+        """``promote`` lists the candidates with their evidence; ``promote NAME`` asks for a
+        code; ``promote NAME CODE`` asks the deploy user's promote helper through
+        ``[notify] promote_socket`` (``tradekit.deploy.request``); its answer follows."""
+        from tradekit.deploy import request as rq
+
+        words = rest.split()
+        names, listing = rq.candidates(self.cfg)
+        if not words or len(words) > 2 or words[0] not in names:
+            what = f"no candidate {words[0]!r}." if words else "promote which candidate?"
+            return f"{what} Send `promote NAME`.\n{listing}"
+        name = words[0]
+        if len(words) == 1:
+            new = self._code("promote", peer, name=name)
+            return (
+                f"promote {name} makes it the live model (the loop restarts on it; a failed "
+                f"health check switches back). To confirm, send `promote {name} {new}` within "
+                f"{CODE_TTL_MS // 1000} s (by {self._until()})."
+            )
+        pending, why = self._confirmed("promote", words[1], peer)
+        if pending is not None and pending.get("name") != name:
+            why, pending = f"the code was for {pending.get('name')}", None
+        if pending is None:
+            return f"promote: {why}; nothing done. Send `promote {name}` for a new code."
+
+        def work() -> None:  # minutes: the listener goes on meanwhile
+            self._done.put((peer, rq.request_promote(self.cfg.notify.promote_socket, name)))
+            self.answered.set()
+
+        threading.Thread(target=work, name="tradekit-promote", daemon=True).start()
+        return f"promote {name}: asked; the switch, restart and health check take a minute or two."
 
     def _ask(self, question: str, peer: str) -> str | None:
         if not question:

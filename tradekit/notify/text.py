@@ -112,6 +112,7 @@ HELP = (
     "resume: allow entries again\n"
     "forceexit SYMBOL: sell one position (asks for a code)\n"
     "kill: close everything and stop (asks for a code)\n"
+    "promote [NAME]: the candidate models; make one live (asks for a code)\n"
     "ask <question>: a read-only analyst's answer\n"
     "help: this list"
 )
