@@ -34,15 +34,22 @@ def cli_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), **extra}
 
 
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` (or $TRADEKIT_TEST_DATA). A user's clone has none: those tests skip,
-    while CI sets TRADEKIT_REQUIRE_SHARED=1 so that a missing folder fails instead."""
+@pytest.fixture(scope="module")
+def shared_data(request: pytest.FixtureRequest) -> Path:
+    """``../shared/data`` (or $TRADEKIT_TEST_DATA), for the few tests that need its recorded
+    files themselves (real candles alone come from ``market``/``real_hourly``, which fall back
+    to the offline sample). A user's clone has none: those tests skip, saying why with the
+    module's ``NEEDS_SHARED_DATA``, while CI sets TRADEKIT_REQUIRE_SHARED=1 so that a missing
+    folder fails instead."""
     p = shared_data_dir()
     if p is None:
         if os.environ.get("TRADEKIT_REQUIRE_SHARED"):
             pytest.fail("shared data folder missing but TRADEKIT_REQUIRE_SHARED is set")
-        pytest.skip("no ../shared/data (set TRADEKIT_TEST_DATA to run tests on real data)")
+        why = getattr(request.module, "NEEDS_SHARED_DATA", "")
+        pytest.skip(
+            f"no ../shared/data{': ' + why if why else ''} "
+            "(set TRADEKIT_TEST_DATA to run these tests on it)"
+        )
     return p
 
 

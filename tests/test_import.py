@@ -11,6 +11,11 @@ import pytest
 from tradekit.contracts import read_ohlcv
 from tradekit.data.importer import read_kraken_csv
 
+NEEDS_SHARED_DATA = (
+    "it imports Kraken's own OHLCVT archive files (with and without a header, 15m and 1d, "
+    "hours without trades)"
+)
+
 HOUR_MS = 3_600_000
 
 

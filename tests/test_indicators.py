@@ -23,6 +23,10 @@ from tradekit.features import indicators as ind
 from tradekit.features.build import build_features
 from tradekit.features.sets import FeatureSpec, converge_rows, converge_rows2
 
+# On the offline sample's candles -DI and ADX exceed the 1e-3 bound at the warm-up row (2.3e-3
+# and 1.01e-3): these tests keep Binance's candles, on which the bounds were set.
+NEEDS_SHARED_DATA = "TA-Lib's agreement is asserted on Binance's BTC/USDT candles"
+
 talib = pytest.importorskip("talib")
 
 P = 14

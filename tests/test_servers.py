@@ -12,6 +12,8 @@ import pytest
 from tests.servers.kraken import KrakenServer
 from tests.servers.market import Market, asset_pairs, assets, sample_available, sample_market
 
+NEEDS_SHARED_DATA = "it compares the built answers with ccxt's recording of Kraken's"
+
 
 def test_built_answers_equal_the_recorded_ones(shared_data: Path) -> None:
     """Field for field, for every pair and asset the recording has (ETH/USD is not in it)."""
