@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradekit import evidence
-from tradekit.errors import TradekitError
+from tradekit.errors import InputError, TradekitError
 from tradekit.ledger import Ledger, now_ms
 from tradekit.live.engine import Engine
 
@@ -71,8 +71,18 @@ def _stamp(c: evidence.Installed) -> tuple[Any, ...]:
 class Candidates:
     """The candidates of ``directory``, traded on the live loop's candles."""
 
-    def __init__(self, cfg: Config, *, directory: Path, state: Path, tf_ms: int, note: Note):
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        directory: Path,
+        state: Path,
+        tf_ms: int,
+        note: Note,
+        fetchable: Callable[[str], bool] = lambda symbol: True,
+    ) -> None:
         self.cfg = cfg
+        self.fetchable = fetchable  # whether the exchange lists a symbol (a reference pair)
         self.dir = directory
         self.state = state
         self.tf_ms = tf_ms
@@ -157,6 +167,14 @@ class Candidates:
             None,
         )  # fmt: skip
         signals = ModelSignals(model, symbols, cfg.exchange.timeframe, features_of=source)
+        # A reference pair the exchange does not list would fail every fetch of the live loop.
+        unknown = [
+            s
+            for s in signals.spec.corr_symbols
+            if s not in history.symbols and not self.fetchable(s)
+        ]
+        if unknown:
+            raise InputError(f"its reference pair(s) {', '.join(unknown)} are not on the exchange")
         keep = cfg.run.history or tail_candles(signals.spec, cfg.exchange.timeframe)
         wider = history.widen({*symbols, *signals.spec.corr_symbols}, max(keep, 3))
         path = evidence.ledger_path(self.state, c.name)

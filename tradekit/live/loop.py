@@ -240,9 +240,18 @@ class Runner:
 
         where = evidence.directory(self.cfg.run.candidates, str(self.model_dir))
         cands = Candidates(
-            self.cfg, directory=where, state=self.state_path, tf_ms=self.tf_ms, note=self._note
+            self.cfg,
+            directory=where,
+            state=self.state_path,
+            tf_ms=self.tf_ms,
+            note=self._note,
+            fetchable=lambda s: s in (self.ex.markets or {}),
         )
-        cands.scan(signals, self.history)
+        try:
+            cands.scan(signals, self.history)
+        except Exception as e:  # candidates never stop the live loop (it rescans each candle)
+            log.debug("candidates", exc_info=True)
+            self._note("warning", "candidate", f"candidates: scan failed: {e}")
         return cands
 
     @property
