@@ -268,3 +268,17 @@ def test_promote_needs_an_existing_release(run_cli, models, env, app):
     os.symlink("../releases/nothing-here", app / "candidates" / "ghost")
     line = error(run_cli("promote", "ghost", env=env), 2)
     assert "points at no release here" in line and "--remove" in line
+
+
+def test_candidate_dry_runs_change_nothing(run_cli, models, env, app):
+    ok(run_cli, env, "deploy", str(models["a"]))
+    before = sorted(str(p) for p in app.rglob("*"))
+    r = run_cli("deploy", str(models["b"]), "--candidate", "x", "--dry-run", env=env)
+    assert r.code == 0, r.err
+    assert f"add {app}/candidates/x -> ../releases/" in r.err and "(no restart)" in r.err
+    assert sorted(str(p) for p in app.rglob("*")) == before
+    ok(run_cli, env, "deploy", str(models["b"]), "--candidate", "x")
+    before = sorted(str(p) for p in app.rglob("*"))
+    r = run_cli("deploy", "--candidate", "x", "--remove", "--dry-run", env=env)
+    assert r.code == 0 and f"remove {app}/candidates/x" in r.err
+    assert sorted(str(p) for p in app.rglob("*")) == before and links(app) != {}
