@@ -24,9 +24,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def shared_data_dir() -> Path | None:
+    """``../shared/data`` or $TRADEKIT_TEST_DATA; None where it is missing or empty."""
     env = os.environ.get("TRADEKIT_TEST_DATA")
     p = Path(env) if env else ROOT.parent / "shared" / "data"
-    return p if p.is_dir() else None
+    return p if p.is_dir() and any(p.iterdir()) else None
 
 
 def cli_env(**extra: str) -> dict[str, str]:
