@@ -204,8 +204,15 @@ def test_stop_loss_rests_then_fills_when_crossed(
 ) -> None:
     now = moment.now_ms
     broker.place(buy("k-entry"))
+    # numpy numbers, as the kernels hand them over: ccxt ignores a float64 trigger
+    # (safe_string gives None) and would have sent a plain market sell.
     stop = OrderRequest(
-        key="k-stop", symbol="BTC/USD", side="sell", qty=0.01, kind="stop", stop_price=moment.stop
+        key="k-stop",
+        symbol="BTC/USD",
+        side="sell",
+        qty=np.float64(0.01),  # type: ignore[arg-type]
+        kind="stop",
+        stop_price=np.float64(moment.stop),  # type: ignore[arg-type]
     )
     st = broker.place(stop)
     assert st.status == "open" and st.filled == 0.0 and st.exchange_id

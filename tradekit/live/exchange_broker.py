@@ -216,8 +216,9 @@ class ExchangeBroker:
         if req.kind == "stop":
             # ccxt turns type "market" + stopLossPrice into Kraken's ordertype=stop-loss with
             # price=<trigger>; it applies the price and amount precision itself.
-            params["stopLossPrice"] = req.stop_price
-        return self.ex.create_order(req.symbol, "market", req.side, req.qty, None, params)
+            # Plain floats: ccxt drops a numpy float64 trigger and would send a market sell.
+            params["stopLossPrice"] = float(req.stop_price)
+        return self.ex.create_order(req.symbol, "market", req.side, float(req.qty), None, params)
 
     def _rejected(self, req: OrderRequest, e: Exception) -> OrderStatus:
         log.warning("%s: order %s rejected: %s", self.ex.id, req.key, describe(e))
