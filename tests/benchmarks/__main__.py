@@ -77,7 +77,8 @@ def bench_fetch() -> None:
     from tests.servers.kraken import KrakenServer
     from tests.servers.market import kraken_market
     from tradekit.data.exchange import RetryPolicy, open_exchange
-    from tradekit.data.fetch import FetchRequest, run_fetch
+    from tradekit.data.fetch import run_fetch
+    from tradekit.data.records import FetchRequest
     from tradekit.timeutil import parse_time
 
     data = shared_data_dir()

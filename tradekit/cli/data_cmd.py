@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tradekit.cli.main import state
+from tradekit.cli.context import state
 from tradekit.cli.options import JsonOpt, OutputOpt
 from tradekit.errors import CheckFailed, UsageError
 

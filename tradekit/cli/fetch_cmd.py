@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from tradekit.cli.main import state
+from tradekit.cli.context import state
 from tradekit.cli.options import OutputOpt
 from tradekit.errors import UsageError
 
@@ -83,7 +83,8 @@ def fetch(
     from tradekit.contracts import write_ohlcv
     from tradekit.data import candles
     from tradekit.data.exchange import RetryPolicy
-    from tradekit.data.fetch import FetchRequest, read_span, run_fetch
+    from tradekit.data.fetch import read_span, run_fetch
+    from tradekit.data.records import FetchRequest
     from tradekit.data.store import Store
     from tradekit.timeutil import fmt_ms, parse_time, timeframe_ms
 

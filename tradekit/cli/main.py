@@ -13,8 +13,7 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -22,10 +21,8 @@ from tradekit import __version__
 from tradekit import log as tklog
 from tradekit.cli import helpfmt
 from tradekit.cli.args import command as named_command
+from tradekit.cli.context import AppState
 from tradekit.errors import TradekitError
-
-if TYPE_CHECKING:
-    from tradekit.config import Config
 
 app = typer.Typer(
     name="tradekit",
@@ -38,31 +35,6 @@ app = typer.Typer(
     context_settings=helpfmt.CONTEXT,  # -h too; help as wide as the terminal, up to 120
 )
 helpfmt.install()  # FEATURES, not {FEATURES} <str>; --seed SEED; first sentences uncut
-
-
-@dataclass
-class AppState:
-    config_path: str | None = None
-    log_level: str = "info"
-    log_json: bool = False
-    _config: Any = field(default=None, repr=False)
-
-    @property
-    def config(self) -> Config:
-        """The effective config, loaded and validated on first use."""
-        if self._config is None:
-            from tradekit.config import load_config, secret_values
-
-            self._config = load_config(self.config_path)
-            tklog.add_secrets(secret_values(self._config))
-        return self._config  # type: ignore[no-any-return]
-
-
-def state(ctx: typer.Context) -> AppState:
-    root = ctx.find_root()
-    if not isinstance(root.obj, AppState):
-        root.obj = AppState()
-    return root.obj
 
 
 def _version(value: bool) -> None:
