@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from tradekit.deploy.guard import require_receipt
 from tradekit.deploy.release import RELEASE_JSON, build_release, check_model_dir
-from tradekit.deploy.ship import DeployResult, Host, connect_host, log_entry, upload
+from tradekit.deploy.result import DeployResult
+from tradekit.deploy.ship import Host, connect_host, log_entry, upload
 from tradekit.deploy.transport import CONNECT_TIMEOUT_S
 from tradekit.errors import ExternalError, UsageError
 from tradekit.evidence import MAX_CANDIDATES, check_name

@@ -12,7 +12,7 @@ from tradekit.errors import CheckFailed, TradekitError, UsageError
 
 if TYPE_CHECKING:
     from tradekit.config import NotifyConfig
-    from tradekit.deploy.ship import DeployResult
+    from tradekit.deploy.result import DeployResult
 
 log = logging.getLogger(__name__)
 PASSED = "passed"

@@ -22,7 +22,6 @@ import shlex
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from tradekit.deploy.guard import require_receipt
 from tradekit.deploy.health import describe, fill, tail, wait_healthy
 from tradekit.deploy.release import RELEASE_JSON, Release, build_release, check_model_dir, who
+from tradekit.deploy.result import DeployResult, HostState
 from tradekit.deploy.transport import CONNECT_TIMEOUT_S, Transport, home_of, open_transport
 from tradekit.errors import CheckFailed, ExternalError, UsageError
 
@@ -38,85 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = "deploy/1"
 LOG_FILE = "deploys.jsonl"
 RESTART_TIMEOUT_S = 120.0
 HISTORY_LINES = 2000
-
-
-@dataclass
-class DeployResult:
-    """What a deploy, rollback or dry run did (``--json`` prints :meth:`as_json`)."""
-
-    action: str  # "deploy" or "rollback"
-    host: str
-    path: str
-    ok: bool = True
-    dry_run: bool = False
-    release: str | None = None
-    previous: str | None = None
-    model_version: str | None = None
-    sha256: str | None = None
-    bytes: int = 0
-    seconds: float = 0.0
-    files: dict[str, str] = field(default_factory=dict)
-    pruned: list[str] = field(default_factory=list)
-    cleaned: list[str] = field(default_factory=list)
-    plan: list[str] = field(default_factory=list)
-    message: str = ""
-    gate: str | None = None  # "passed", or why the model has no passing verdict of its own
-    forced: str | None = None  # the --force reason, when it overrode the gate
-    candidate: str | None = None  # deploy --candidate NAME, --remove, promote NAME
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "schema": RESULT_SCHEMA,
-            "action": self.action,
-            "ok": self.ok,
-            "dry_run": self.dry_run,
-            "host": self.host,
-            "path": self.path,
-            "release": self.release,
-            "previous": self.previous,
-            "model_version": self.model_version,
-            "sha256": self.sha256,
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 3),
-            "files": self.files,
-            "pruned": self.pruned,
-            "cleaned": self.cleaned,
-            "plan": self.plan,
-            "message": self.message,
-            "gate": self.gate,
-            "forced": self.forced,
-            "candidate": self.candidate,
-        }
-
-
-@dataclass
-class HostState:
-    current: str | None = None
-    releases: list[str] = field(default_factory=list)  # newest first
-    history: list[dict[str, Any]] = field(default_factory=list)  # deploys.jsonl, oldest first
-    stale: list[str] = field(default_factory=list)  # leftovers removed by prepare
-
-    @classmethod
-    def parse(cls, out: str) -> HostState:
-        st = cls()
-        for line in out.splitlines():
-            tag, _, rest = line.partition(" ")
-            if tag == "current":
-                st.current = rest.strip().removeprefix("releases/").rstrip("/") or None
-            elif tag == "release" and rest and not rest.startswith("."):
-                st.releases.append(rest)
-            elif tag == "stale":
-                st.stale.append(rest)
-            elif tag == "log":
-                with contextlib.suppress(ValueError):
-                    doc = json.loads(rest)
-                    if isinstance(doc, dict):
-                        st.history.append(doc)
-        return st
 
 
 class Host:
