@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from tradekit.config import Config
-    from tradekit.models.predict import LoadedModel
+    from tradekit.models.loaded import LoadedModel
 
 DAY_MS = 86_400_000
 TOP = 5

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tradekit.ledger import Ledger
     from tradekit.live.brokers import LiveLoopBroker, PaperLoopBroker
     from tradekit.live.engine import Engine
-    from tradekit.models.predict import LoadedModel
+    from tradekit.models.loaded import LoadedModel
 
 PERMISSIONS = (
     "the key needs only Query Funds, Query Open Orders & Trades, Create & Modify Orders and "

@@ -181,22 +181,6 @@ class Model(ABC):
         """The model saved under ``stem`` in ``directory``."""
 
 
-def model_class(kind: str) -> type[Model]:
-    if kind == "lightgbm":
-        from tradekit.models.lgbm import LightGBMModel
-
-        return LightGBMModel
-    if kind in DEEP_KINDS:
-        from tradekit.models.deep import DeepModel
-
-        return DeepModel
-    raise UsageError(f"model kind {kind!r}: expected one of {', '.join(KINDS)}")
-
-
-def make_model(spec: ModelSpec, features: Sequence[str]) -> Model:
-    return model_class(spec.kind)(spec, features)
-
-
 def model_files(kind: str, stem: str) -> list[str]:
     """The files a model of ``kind`` saved under ``stem`` consists of."""
     return [f"{stem}.txt"] if kind == "lightgbm" else [f"{stem}.npz", f"{stem}.json"]

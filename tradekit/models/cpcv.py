@@ -100,7 +100,7 @@ def run_paths(
     import pandas as pd
 
     from tradekit.contracts import PREDICTIONS, file_hash, write_table
-    from tradekit.models.base import make_model
+    from tradekit.models.kinds import make_model
     from tradekit.models.walkforward import label_end_times
 
     p = plan(len(data.times), groups, test_groups, label=str(data.path))

@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -50,6 +48,7 @@ from tradekit.models.metrics import score
 from tradekit.models.regime import RegimeModel, pick_features
 from tradekit.models.stacking import MetaModel, stack_folds
 from tradekit.models.train import ProgressFactory, TrainResult, train
+from tradekit.models.workdir import publish, work_dir
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,45 +101,6 @@ def member_config(cfg: ModelConfig, m: MemberSpec) -> ModelConfig:
     return dataclasses.replace(
         cfg, kind=m.kind, per_symbol=m.per_symbol, ensemble={}, **dict(m.params)
     )
-
-
-def _work_dir(target: Path, fingerprint: dict[str, Any], resume: bool) -> Path:
-    """``MODEL_DIR.partial``; with ``resume`` and the same inputs, finished members are kept."""
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not (target / mf.MANIFEST).exists():
-        raise InputError(
-            f"{target}: exists and is not a model directory (no {mf.MANIFEST}); "
-            "choose another output or remove it"
-        )
-    work = target.with_name(target.name + ".partial")
-    run_file = work / "run.json"
-    text = json.dumps(fingerprint, sort_keys=True, indent=2) + "\n"
-    if work.exists():
-        if not run_file.exists() and any(work.iterdir()):
-            raise InputError(f"{work}: exists and is not a tradekit partial model directory")
-        if resume and run_file.exists():
-            if run_file.read_text(encoding="utf-8") == text:
-                log.info("resuming the ensemble from %s", work)
-                return work
-            raise InputError(
-                f"{work}: its members come from other inputs or parameters; "
-                "run without --resume to start over"
-            )
-        shutil.rmtree(work)
-    (work / MEMBERS_DIR).mkdir(parents=True)
-    run_file.write_text(text, encoding="utf-8")
-    return work
-
-
-def _publish(work: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(work, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _train_members(
@@ -429,7 +389,7 @@ def train_ensemble(
         "ensemble": spec.as_json(),
         "members": [member_config(cfg, m).__repr__() for m in members],
     }
-    work = _work_dir(target, fingerprint, resume)
+    work = work_dir(target, fingerprint, resume, (MEMBERS_DIR,), kept="members")
     try:
         t0 = time.perf_counter()
         trained = _train_members(features, work, cfg, members, resume, progress)
@@ -446,7 +406,7 @@ def train_ensemble(
     except TradekitError:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    _publish(work, target)
+    publish(work, target)
     return TrainResult(target, doc, int(doc["oos_predictions"]["rows"]))
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradekit.contracts import read_json
 from tradekit.errors import InputError
-from tradekit.models.predict import LoadedModel
+from tradekit.models.loaded import LoadedModel
 from tradekit.models.regime import RegimeModel
 from tradekit.models.stacking import MetaModel
 
@@ -132,7 +132,8 @@ def _member(
     is lineage, not needed to predict). ``lean``: LightGBM members through treelite, as
     :func:`~tradekit.models.predict.load_model` loads a LightGBM model."""
     from tradekit.models import lean as tl
-    from tradekit.models.base import ModelSpec, model_class
+    from tradekit.models.base import ModelSpec
+    from tradekit.models.kinds import model_class
 
     names = ModelSpec.__dataclass_fields__
     params = dict(entry["params"])

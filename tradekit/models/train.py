@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import logging
 import os
 import shutil
@@ -30,12 +29,14 @@ from typing import TYPE_CHECKING, Any
 
 from tradekit.arrays import from_numpy, take_strings
 from tradekit.contracts import PREDICTIONS, file_hash, table_metadata, write_arrow, write_json
-from tradekit.errors import InputError, TradekitError, UsageError
+from tradekit.errors import TradekitError, UsageError
 from tradekit.models import manifest as mf
-from tradekit.models.base import Model, ModelSpec, make_model
+from tradekit.models.base import Model, ModelSpec
 from tradekit.models.data import TrainingData, load_features
+from tradekit.models.kinds import make_model
 from tradekit.models.metrics import score
 from tradekit.models.walkforward import Fold, effective_purge, label_end_times, plan_folds
+from tradekit.models.workdir import publish, work_dir
 from tradekit.threads import usable_cores, worker_threads
 
 if TYPE_CHECKING:
@@ -63,50 +64,6 @@ def _no_progress(description: str, total: int) -> Iterator[Advance]:
         pass
 
     yield advance
-
-
-def _work_dir(target: Path, fingerprint: dict[str, Any], resume: bool) -> Path:
-    """``MODEL_DIR.partial``: reused with ``resume`` when it was made for the same run."""
-    if target.exists() and not target.is_dir():
-        raise InputError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not (target / mf.MANIFEST).exists():
-        raise InputError(
-            f"{target}: exists and is not a model directory (no {mf.MANIFEST}); "
-            "choose another output or remove it"
-        )
-    work = target.with_name(target.name + ".partial")
-    run_file = work / "run.json"
-    text = json.dumps(fingerprint, sort_keys=True, indent=2) + "\n"
-    if work.exists():
-        ours = run_file.exists() or not any(work.iterdir())
-        if not ours:
-            raise InputError(f"{work}: exists and is not a tradekit partial model directory")
-        if resume and run_file.exists():
-            if run_file.read_text(encoding="utf-8") == text:
-                log.info("resuming from %s", work)
-                return work
-            raise InputError(
-                f"{work}: its checkpoints come from other inputs or parameters; "
-                "run without --resume to start over"
-            )
-        shutil.rmtree(work)
-    elif resume:
-        log.info("nothing to resume in %s: starting from the beginning", work)
-    (work / "folds").mkdir(parents=True)
-    (work / "checkpoints").mkdir()
-    run_file.write_text(text, encoding="utf-8")
-    return work
-
-
-def _publish(work: Path, target: Path) -> None:
-    """Swap the finished directory in; the old model is removed only after the swap."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(work, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class _Trainer:
@@ -473,7 +430,7 @@ def train(
         "windows": [cfg.train_window, cfg.test_window, cfg.step, purge],
         **({"cpcv": list(cpcv)} if cpcv else {}),
     }
-    work = _work_dir(target, fingerprint, resume)
+    work = work_dir(target, fingerprint, resume, ("folds", "checkpoints"))
     try:
         manifest, oos_count = _build(
             work, data, spec, cfg, folds, purge, walk_forward, features_hash, progress, cpcv
@@ -481,5 +438,5 @@ def train(
     except TradekitError:
         shutil.rmtree(work, ignore_errors=True)  # a failure that a resume would only repeat
         raise
-    _publish(work, target)
+    publish(work, target)
     return TrainResult(target, manifest, oos_count)
