@@ -355,6 +355,7 @@ def test_an_ensemble_in_the_live_loop(run_cli):
     cfg = load_config("tradekit.toml", environ={})
     model = load_model(cfg, Path("ens"))
     signals = ModelSignals(model, list(SYMBOLS), "1h")
+    assert signals.rowwise  # features a candle at a time, as for a single LightGBM model
     history = History(list(SYMBOLS), HOUR, 2000)
     ts = ohlcv["timestamp"].dt.as_unit("ms").astype("int64").to_numpy()
     for s in SYMBOLS:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
     from tradekit.live.history import History
-    from tradekit.models.predict import LoadedModel
+    from tradekit.models.loaded import LoadedModel
 
 
 class FileSignals:
@@ -81,8 +81,9 @@ class ModelSignals:
 
     @property
     def rowwise(self) -> bool:
-        """Features a candle at a time and one row per prediction (the LightGBM path)."""
-        return self.incremental and self.model.kind == "lightgbm"
+        """Features a candle at a time and one row per prediction (LightGBM models, and
+        ensembles of them)."""
+        return self.incremental and bool(self.model.rowwise)
 
     @property
     def shares_features(self) -> bool:
