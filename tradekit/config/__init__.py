@@ -22,6 +22,8 @@ from tradekit.config.load import (
     find_config,
     load_config,
     read_toml,
+    redacted,
+    secret_values,
     with_overrides,
 )
 from tradekit.config.secrets import (
@@ -29,8 +31,6 @@ from tradekit.config.secrets import (
     Secret,
     load_secrets,
     read_dotenv,
-    redacted,
-    secret_values,
 )
 from tradekit.config.sections import (
     SECTION_HELP,

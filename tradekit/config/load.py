@@ -249,3 +249,17 @@ def load_config(
         if implicit and key not in overrides.get(name, {})
     )
     return Config(**sections, path=file, secrets=load_secrets(env, file), from_cwd=from_cwd)
+
+
+def redacted(config: Config) -> dict[str, Any]:
+    """Effective config plus which secrets are set (values masked) and where from."""
+    out: dict[str, Any] = config.as_dict()
+    out["secrets"] = {
+        name: (f"*** (from {config.secrets[name].source})" if name in config.secrets else "unset")
+        for name in SECRET_ENV
+    }
+    return out
+
+
+def secret_values(config: Config) -> list[str]:
+    return [s.reveal() for s in config.secrets.values() if s.reveal()]

@@ -6,12 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from tradekit.errors import ConfigError
-
-if TYPE_CHECKING:
-    from tradekit.config.sections import Config
 
 # Secret name -> environment variable. Never read from TOML, never printed.
 SECRET_ENV = {
@@ -88,17 +84,3 @@ def load_secrets(environ: Mapping[str, str], config_path: Path | None) -> dict[s
         elif dotenv.get(var):
             secrets[name] = Secret(dotenv[var], ".env")
     return secrets
-
-
-def redacted(config: Config) -> dict[str, Any]:
-    """Effective config plus which secrets are set (values masked) and where from."""
-    out: dict[str, Any] = config.as_dict()
-    out["secrets"] = {
-        name: (f"*** (from {config.secrets[name].source})" if name in config.secrets else "unset")
-        for name in SECRET_ENV
-    }
-    return out
-
-
-def secret_values(config: Config) -> list[str]:
-    return [s.reveal() for s in config.secrets.values() if s.reveal()]
