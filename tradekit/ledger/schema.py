@@ -8,8 +8,12 @@ file; every reader opens it read-only through :func:`connect_readonly`.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from tradekit.errors import InputError
 
@@ -212,3 +216,49 @@ def _migrate(db: sqlite3.Connection, path: Path, version: int) -> None:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+
+
+class Writer:
+    """A writable connection to a ledger, for the loop (:class:`~tradekit.ledger.store.Ledger`,
+    which creates and migrates) and for writers beside it (``SideLedger``, which never does).
+    ``with writer.tx():`` groups writes into one atomic transaction; nested calls join the
+    outer one."""
+
+    MIGRATE = False
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.db = connect_writable(self.path, migrate=self.MIGRATE)
+        self._depth = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.db
+            finally:
+                self._depth -= 1
+            return
+        # IMMEDIATE: take the write lock now, so a busy ledger waits here (busy_timeout) and
+        # never fails halfway through the transaction.
+        self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+        finally:
+            self._depth = 0

@@ -10,53 +10,14 @@ trading tables are read through :class:`tradekit.ledger.view.LedgerView`.
 from __future__ import annotations
 
 import json
-import os
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from tradekit.ledger.schema import connect_writable
+from tradekit.ledger.schema import Writer
 from tradekit.ledger.store import now_ms
 
 
-class SideLedger:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.db = connect_writable(self.path, migrate=False)
-        self._depth = 0
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> SideLedger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (nested calls join the outer one)."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.db
-            finally:
-                self._depth -= 1
-            return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
-        finally:
-            self._depth = 0
+class SideLedger(Writer):
+    MIGRATE = False
 
     # -- controls for the loop ---------------------------------------------------------------
     def request(self, command: str) -> int:

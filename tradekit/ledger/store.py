@@ -12,57 +12,22 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from tradekit.errors import InputError
-from tradekit.ledger.schema import connect_writable
+from tradekit.ledger.schema import Writer
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-class Ledger:
+class Ledger(Writer):
     """An open ledger, created or migrated on open. ``with ledger.tx():`` groups writes into
     one atomic transaction (nested calls join the outer one)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self.db = connect_writable(self.path, migrate=True)
-        self._depth = 0
-
-    def close(self) -> None:
-        self.db.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield self.db
-            finally:
-                self._depth -= 1
-            return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
-        finally:
-            self._depth = 0
+    MIGRATE = True
 
     def durable(self, on: bool) -> None:
         """A replay's ledger is its only output and is simply resumed after a crash: per-step
