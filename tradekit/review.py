@@ -20,6 +20,7 @@ from typing import Any
 from tradekit import evidence
 from tradekit.errors import InputError, UsageError
 from tradekit.sidecar import DRIFT_SCHEMA, REVIEW_SCHEMA, drift_path, drift_summary, read_report
+from tradekit.timeutil import age_days
 
 DAY_MS = 86_400_000
 PERIODS = {"day": DAY_MS, "week": 7 * DAY_MS}
@@ -35,18 +36,6 @@ def iso(ms: int | None) -> str | None:
     return (
         datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     )
-
-
-def _age_days(created_at: Any, now_ms: int) -> float | None:
-    if not isinstance(created_at, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return round((now_ms - dt.timestamp() * 1000) / DAY_MS, 2)
 
 
 def _mean(values: list[float]) -> float | None:
@@ -155,7 +144,7 @@ def _model(model_dir: Path, now: int, notes: list[str]) -> dict[str, Any]:
         "kind": doc["kind"],
         "members": [m.get("name") for m in doc.get("members") or []] or None,
         "created_at": doc.get("created_at"),
-        "age_days": _age_days(doc.get("created_at"), now),
+        "age_days": age_days(doc.get("created_at"), now),
         "training_end": training.get("end"),
         "data_age_days": round((now - int(end_ms)) / DAY_MS, 2) if end_ms is not None else None,
         "oos": (doc.get("walk_forward") or {}).get("overall"),

@@ -131,3 +131,17 @@ def fmt_local(ms: int | None, tz: tzinfo, *, zone_abbr: bool = True) -> str:
     dt = datetime.fromtimestamp(int(ms) / 1000, UTC).astimezone(tz)
     text = dt.strftime("%Y-%m-%d %H:%M" if dt.second == 0 else "%Y-%m-%d %H:%M:%S")
     return f"{text} {dt.tzname()}" if zone_abbr else text
+
+
+def age_days(iso: object, now: int) -> float | None:
+    """Days, to the hundredth, from an ISO-8601 time (UTC when it names no zone) to ``now``
+    (ms); None for anything that is not such a time."""
+    if not isinstance(iso, str) or not iso:
+        return None
+    try:
+        dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return round((now - dt.timestamp() * 1000) / 86_400_000, 2)

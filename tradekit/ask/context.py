@@ -21,7 +21,7 @@ import json
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -305,16 +305,3 @@ def build_context(
         sec.items = [masker.text(x) for x in sec.items]
     fitted = fit(sections, max_tokens=max_tokens, max_chars=cfg.ask.max_context_chars)
     return Context(text=fitted.text, facts=facts, dropped=fitted.dropped, tokens=fitted.tokens)
-
-
-def iso_age_days(iso: str | None, now: int) -> int | None:
-    """Whole days from an ISO-8601 UTC time to ``now`` (ms)."""
-    if not iso:
-        return None
-    try:
-        dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int((now - dt.timestamp() * 1000) // DAY_MS)

@@ -13,10 +13,10 @@ from datetime import UTC, tzinfo
 from typing import Any
 
 from tradekit.ask import review as ask_review
-from tradekit.ask.context import iso_age_days
 from tradekit.ask.sections import iso_local
 from tradekit.report.fmt import Fmt
 from tradekit.report.snapshot import Snapshot
+from tradekit.timeutil import age_days
 
 TOPICS: dict[str, tuple[str, ...]] = {
     "performance": (
@@ -352,7 +352,7 @@ def _model(facts: dict[str, Any], t: dict[str, str], f: _Fmt, lang: str) -> list
                 version=m["version"],
                 kind=m["kind"],
                 created=f.date(m["created_at"]),
-                age=_or_dash(iso_age_days(m["created_at"], facts["now_ms"])),
+                age=_or_dash(_whole_days(age_days(m["created_at"], facts["now_ms"]))),
                 start=f.date(m["training_start"]),
                 end=f.date(m["training_end"]),
             )
@@ -396,3 +396,7 @@ _TOPIC = {
     "positions": _positions,
     "model": _model,
 }
+
+
+def _whole_days(days: float | None) -> int | None:
+    return None if days is None else int(days // 1)

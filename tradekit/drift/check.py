@@ -205,16 +205,6 @@ def _replay(
     }
 
 
-def _age_days(created_at: Any, now_ms: int) -> float | None:
-    if not isinstance(created_at, str):
-        return None
-    try:
-        dt = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return round((now_ms - dt.timestamp() * 1000) / DAY_MS, 2)
-
-
 def check_drift(
     cfg: Config,
     model_dir: str | Path,
@@ -230,6 +220,7 @@ def check_drift(
     import numpy as np
 
     from tradekit.models.predict import load_model
+    from tradekit.timeutil import age_days
     from tradekit.timeutil import now_ms as clock
 
     d = cfg.drift
@@ -300,7 +291,7 @@ def check_drift(
         replay = rp_doc
     elif state is not None:
         notes.append(f"no ledger at {state}: live against replay skipped")
-    age = _age_days(model.manifest.get("created_at"), now)
+    age = age_days(model.manifest.get("created_at"), now)
     if d.max_age_days and age is not None and age > d.max_age_days:
         why.append(f"model older than {d.max_age_days:g} days ({age:g})")
     status = "alert" if alerts else "warn" if warnings else "ok" if enough else "insufficient"
