@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradekit.sweep.space import Space, apply
+from tradekit.sweep.space import METRIC_KEYS, Space, apply
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,23 +29,9 @@ if TYPE_CHECKING:
     from tradekit.data.market import Market
 
 DAY_MS = 86_400_000
-# The metrics a trial keeps (trials/1 columns); the rest of the block is in the re-run report.
-KEPT = (
-    "total_return",
-    "cagr",
-    "sharpe",
-    "sortino",
-    "calmar",
-    "probabilistic_sharpe",
-    "max_drawdown",
-    "trades",
-    "win_rate",
-    "profit_factor",
-    "expectancy",
-    "exposure",
-    "fees_paid",
-    "final_equity",
-)
+# The metrics a trial keeps (trials/1 columns): those a space may optimise or constrain; the
+# rest of the block is in the re-run report.
+KEPT = METRIC_KEYS
 
 
 @dataclass(frozen=True)
