@@ -24,6 +24,9 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 def test_the_first_screen_says_how_to_run_tradekit() -> None:
     first = (ROOT / "README.md").read_text().split("\n---\n")[0]
     assert ". .venv/bin/activate" in first and ".venv/bin/tradekit" in first
+    # Exactly two set-up commands for a fresh machine.
+    block = first.split("```sh\n")[1].split("```")[0]
+    assert [ln.split("#")[0].strip() for ln in block.splitlines()] == ["make demo", "make test"]
     demo = (ROOT / "Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
     assert "$(VENV)/bin/activate" in demo  # the demo's last line says it too
 
