@@ -513,6 +513,21 @@ def test_configured_numbers_are_masked_in_any_spelling():
         assert m.text(f"call {spelled} now") == "call *** now", spelled
 
 
+def test_a_key_without_digits_is_masked_and_long_words_are_not():
+    """A random Kraken key has no digit about once in 13,000 (hypothesis found this one);
+    long identifiers and paths without digits stay readable."""
+    from tradekit.ask.mask import MASK, Masker
+
+    key = "EkDtyTiVASiNgYAltITKnlqaiEMwjUfTddXJSz/nVcHBtCLgdYXcaJqM"
+    assert Masker().text(f"rejected {key}, retrying") == f"rejected {MASK}, retrying"
+    for word in (
+        "AbstractSingletonProxyFactoryBeanDefinitionRegistryHolder",
+        "InternalServerErrorWhileProcessingTheRequestHandlerAgain",
+        "/usr/lib/python3/dist-packages/SomeModule/SubPackage/Entry",
+    ):
+        assert Masker().text(word) == word
+
+
 FIGURE = st.floats(min_value=-1e7, max_value=1e7, allow_nan=False, allow_infinity=False)
 
 
