@@ -60,7 +60,9 @@ def error(r: Any, code: int) -> str:
     return line
 
 
-def test_candidate_lands_beside_current_and_the_loop_dir_lists_it(run_cli, models, env, app):
+def test_candidate_lands_beside_current_and_the_loop_dir_lists_it(
+    run_cli, models, env, app, tmp_path
+):
     from tradekit import evidence
 
     live = ok(run_cli, env, "deploy", str(models["a"]))["release"]
@@ -77,8 +79,14 @@ def test_candidate_lands_beside_current_and_the_loop_dir_lists_it(run_cli, model
     assert (c.name, c.release, c.target) == ("fast", doc["release"], rel)
     assert log_lines(app)[-1]["action"] == "candidate" and log_lines(app)[-1]["ok"] is True
     # Replacing it under the same name switches the link; the old release stays until pruned.
-    again = ok(run_cli, env, "deploy", str(models["a"]), "--candidate", "fast")
-    assert again["previous"] == doc["release"]
+    # (An attachment makes it a new archive, uploaded whatever the second: `previous` is the
+    # candidate's own link, not the live release.)
+    note = tmp_path / "note.json"
+    note.write_text("{}")
+    again = ok(
+        run_cli, env, "deploy", str(models["a"]), "--candidate", "fast", "--attach", str(note)
+    )
+    assert again["previous"] == doc["release"] != again["release"] != live
     assert links(app) == {"fast": f"../releases/{again['release']}"}
 
 

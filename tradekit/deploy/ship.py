@@ -319,7 +319,7 @@ def upload(
         f"releases/.{rid}.tmp",
     )
     st = host.prepare()
-    res.previous, res.cleaned = st.current, st.stale
+    res.cleaned = st.stale
     if rid in st.releases:
         raise UsageError(
             f"{host.root}/releases/{rid} already exists: this very archive was deployed "
@@ -336,14 +336,15 @@ def upload(
             t.run(
                 f"cd {host.q()} && rm -rf -- {' '.join(shlex.quote(p) for p in (part, meta, tmp))}"
             )
-        msg = f"{e}; current unchanged ({res.previous or 'none'})"
+        msg = f"{e}; current unchanged ({st.current or 'none'})"
         host.append_log(log_entry(res.action, res, False, msg, started))
         raise ExternalError(msg) from None
     return st
 
 
 def _ship(host: Host, rel: Release, release_json: Path, res: DeployResult, started: float) -> None:
-    upload(host, rel, release_json, res, started)
+    # previous: what current pointed at (a candidate's is its own link, set by its caller).
+    res.previous = upload(host, rel, release_json, res, started).current
     rid = rel.id
     try:
         host.switch(rid)
