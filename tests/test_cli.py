@@ -259,3 +259,15 @@ def test_committed_completion_scripts_are_up_to_date(shell, name):
     assert "_TRADEKIT_COMPLETE" in r.stdout
     committed = (ROOT / "completions" / name).read_text()
     assert committed == r.stdout, f"completions/{name} is out of date: run `make completions`"
+
+
+def test_command_modules_keep_real_annotations():
+    """typer evaluates string annotations (compile + eval per parameter) when it builds the
+    command tree: the command modules keep real ones so `tradekit --help` stays fast."""
+    futures = [
+        p.name
+        for p in (ROOT / "tradekit" / "cli").glob("*.py")
+        if (p.name.endswith("_cmd.py") or p.name == "options.py")
+        and "from __future__ import annotations" in p.read_text()
+    ]
+    assert futures == []

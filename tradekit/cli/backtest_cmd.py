@@ -1,6 +1,5 @@
 """``tradekit backtest``: simulate the policy and risk limits on OHLCV + predictions."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any
 

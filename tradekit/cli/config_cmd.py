@@ -1,6 +1,5 @@
 """``tradekit config``: write a commented config, show the effective one, set a key."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

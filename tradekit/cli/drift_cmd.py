@@ -1,6 +1,5 @@
 """``tradekit drift``: the deployed model against the newest data and against its live self."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

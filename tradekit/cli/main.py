@@ -3,7 +3,10 @@ exceptions into exit codes (DESIGN.md): 0 ok, 1 a check said no, 2 usage, 3 bad 
 config, 4 external service, 70 internal error, 130 interrupted, 141 broken pipe.
 
 Module-level imports stay light (stdlib, typer, tradekit's small modules) so ``--help`` is
-fast; each command imports its stage inside the function body.
+fast; each command imports its stage inside the function body. The command modules
+(``*_cmd.py``, ``options.py``) do without ``from __future__ import annotations``: typer reads
+every command's signature to build the tree, and string annotations cost a compile and an eval
+each (``tradekit --help`` took 1.7x a bare two-command typer app with them, 1.3x without).
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """Option bundles shared by several commands."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

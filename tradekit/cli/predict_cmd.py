@@ -1,6 +1,5 @@
 """``tradekit predict``: a trained model over a features file -> predictions/1."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

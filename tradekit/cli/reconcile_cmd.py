@@ -1,6 +1,5 @@
 """``tradekit reconcile [--adopt]``: the live ledger beside the exchange's balances."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

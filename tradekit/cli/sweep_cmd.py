@@ -1,6 +1,5 @@
 """``tradekit sweep``: search [policy]/[risk] (or [model]) keys; every trial counted."""
 
-from __future__ import annotations
 
 import contextlib
 import sys

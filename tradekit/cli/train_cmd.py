@@ -1,6 +1,5 @@
 """``tradekit train``: walk-forward training, features/1 -> model directory."""
 
-from __future__ import annotations
 
 from typing import Annotated, Any
 
