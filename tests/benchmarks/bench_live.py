@@ -163,6 +163,7 @@ def bench_process(idle_s: float = 8.0) -> None:
             check=True,
         )
         ref_mb = int(ref.stdout) / 1024
+        once = _once(work, model, env)
     med = statistics.median(rss)
     print(
         f"process  launch -> first cycle (READY=1) {first:.2f} s  [target < 1.5 s]; "
@@ -178,5 +179,31 @@ def bench_process(idle_s: float = 8.0) -> None:
         f"{cpu1 - cpu0:.3f} CPU s in {it1 - it0:.1f} s)  [target < 2 ms]; Freqtrade "
         f"{FT['idle_ms']} ms -> {FT['idle_ms'] / max(per_iter, 1e-9):.1f}x"
     )
+    for label, u in once:
+        print(
+            f"once     run --paper --once, {label}: {u.wall_s:.2f} s wall, {u.cpu_s:.2f} s CPU, "
+            f"peak RSS {u.rss_mb:.0f} MB  [target < 1.5 s]; Freqtrade "
+            f"{FT['first_s']} s to its first heartbeat"
+        )
     if p.returncode not in (0, 130):  # 130: the clean stop after SIGTERM
         print("process  run exited", p.returncode, err.decode()[-300:])
+
+
+def _once(work: Path, model: Path, env: dict[str, str]) -> list[tuple[str, Any]]:
+    """``run --paper --once`` from launch to exit, on a fresh ledger each time: with ccxt's
+    rate limiter (the default config: Kraken's published spacing, about 1 s a public call, so
+    one OHLC request per symbol after the clock costs 1.2 s each) and without it; the first
+    start asks for markets, a restart reads them from the state directory's cache."""
+    from tests.benchmarks.child import measure
+
+    out = []
+    for label, limit in (("rate limit off", "false"), ("default config (rate limit on)", "true")):
+        state = work / f"once-{limit}"
+        state.mkdir()
+        e = {**env, "TRADEKIT_EXCHANGE__RATE_LIMIT": limit}
+        e.pop("NOTIFY_SOCKET", None)
+        for start in ("first start", "restart, markets cached"):
+            args = [sys.executable, "-m", "tradekit", "run", "--once", "--model", str(model)]
+            args += ["--state", str(state / f"{start[:5]}.db")]
+            out.append((f"{label}, {start}", measure(args, e, timeout_s=120)))
+    return out
