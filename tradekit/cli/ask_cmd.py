@@ -1,7 +1,6 @@
 """``tradekit ask`` (a read-only analyst: the answer on stdout) and ``summary`` (the day or week
 in short lines for a phone)."""
 
-
 from typing import Annotated
 
 import typer

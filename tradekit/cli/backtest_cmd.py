@@ -1,6 +1,5 @@
 """``tradekit backtest``: simulate the policy and risk limits on OHLCV + predictions."""
 
-
 from typing import Annotated, Any
 
 import typer

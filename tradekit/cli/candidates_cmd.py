@@ -1,7 +1,6 @@
 """``tradekit candidates`` (the evidence of each candidate against live) and ``tradekit promote
 NAME`` (make one live, with deploy's switch, restart, health check and rollback)."""
 
-
 from pathlib import Path
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """``tradekit config``: write a commented config, show the effective one, set a key."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``tradekit data``: import Kraken CSVs, check candle files, list the store."""
 
-
 from typing import Annotated
 
 import typer

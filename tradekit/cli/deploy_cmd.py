@@ -1,7 +1,6 @@
 """``tradekit deploy``: ship a model dir that passed the gate to the Pi as a release, switch
 to it atomically, restart, wait for the loop to run it; roll back on failure."""
 
-
 from pathlib import Path
 from typing import Annotated
 

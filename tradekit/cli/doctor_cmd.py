@@ -1,7 +1,6 @@
 """``tradekit doctor``: check config, exchange, clock, key, Signal, model, ledger, disk and
 units; a table on stderr, ``--json`` on stdout, exit 1 if any check fails."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``tradekit drift``: the deployed model against the newest data and against its live self."""
 
-
 from typing import Annotated
 
 import typer

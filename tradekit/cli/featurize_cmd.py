@@ -1,6 +1,5 @@
 """``tradekit featurize``: OHLCV candles -> features/1 (indicators, context, labels)."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``tradekit fetch``: closed candles from an exchange or the offline sample."""
 
-
 from typing import Annotated
 
 import typer

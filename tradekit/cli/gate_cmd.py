@@ -1,7 +1,6 @@
 """``tradekit gate``: pass or fail a backtest report; exit 0 pass, 1 fail, 3 unreadable.
 With ``--model DIR`` the verdict becomes the model dir's receipt, which ``deploy`` checks."""
 
-
 from pathlib import Path
 from typing import Annotated, Any
 

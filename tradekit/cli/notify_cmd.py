@@ -1,7 +1,6 @@
 """``tradekit notify`` (one message to the phone) and ``tradekit listen`` (ledger events to the
 phone, commands from it)."""
 
-
 import sys
 from typing import Annotated
 

@@ -1,6 +1,5 @@
 """Option bundles shared by several commands."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``tradekit predict``: a trained model over a features file -> predictions/1."""
 
-
 from typing import Annotated
 
 import typer

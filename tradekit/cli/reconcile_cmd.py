@@ -1,6 +1,5 @@
 """``tradekit reconcile [--adopt]``: the live ledger beside the exchange's balances."""
 
-
 from typing import Annotated
 
 import typer

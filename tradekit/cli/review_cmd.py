@@ -1,6 +1,5 @@
 """``tradekit review``: the night's evidence (``review/1``) for the phone and ``ask``."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,6 @@
 """``tradekit run`` (the loop), ``pause``, ``resume``, ``kill`` (controls for a running loop)
 and ``status``. Only the stdlib ledger is imported here; the loop's stack loads inside ``run``."""
 
-
 from typing import Annotated
 
 import typer

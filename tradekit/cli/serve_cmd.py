@@ -1,7 +1,6 @@
 """``tradekit serve``: the dashboard, the REST API and /metrics over the ledger, read-only
 except for the token-guarded pause/resume/kill. Light: no pandas, numpy, ccxt or models."""
 
-
 from typing import Annotated
 
 import typer

@@ -1,6 +1,5 @@
 """``tradekit sweep``: search [policy]/[risk] (or [model]) keys; every trial counted."""
 
-
 import contextlib
 import sys
 from collections.abc import Iterator

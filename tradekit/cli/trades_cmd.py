@@ -1,7 +1,6 @@
 """``tradekit trades``: closed trades from a backtest's trades/1 file or a ledger, as a table
 (stderr) or ``tradelist/1`` JSON (stdout)."""
 
-
 from typing import Annotated, Any
 
 import typer

@@ -1,6 +1,5 @@
 """``tradekit train``: walk-forward training, features/1 -> model directory."""
 
-
 from typing import Annotated, Any
 
 import typer
