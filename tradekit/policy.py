@@ -172,7 +172,7 @@ def on_partial(row: Rec) -> None:
     row.partials += 1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stop_level(row: Rec, pp: Rec) -> tuple[int, float]:
     """(STOPLOSS or TRAILING_STOP, level) of a held position, or (NONE, -1): the higher of
     the stop-loss below the entry and the trailing stop below the watermark."""
@@ -191,7 +191,7 @@ def stop_level(row: Rec, pp: Rec) -> tuple[int, float]:
     return reason, stop
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def stop_event(row: Rec, o: float, lo: float, pp: Rec) -> tuple[int, float]:
     """The stop inside this candle: (reason, raw fill price), or (NONE, 0); a gap through the
     stop fills at the open."""
@@ -201,7 +201,7 @@ def stop_event(row: Rec, o: float, lo: float, pp: Rec) -> tuple[int, float]:
     return NONE, 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def target_event(row: Rec, h: float, pp: Rec) -> tuple[int, int]:
     """A target the candle's high reached: (TAKE_PROFIT, 0), (PARTIAL_TP, steps: partial
     levels reached beyond those already sold), or (NONE, 0)."""
@@ -219,7 +219,7 @@ def target_event(row: Rec, h: float, pp: Rec) -> tuple[int, int]:
     return NONE, 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def close_intent(row: Rec, pred: float, h: float, pp: Rec) -> tuple[int, int]:
     """The intent for the next open, at this candle's close: (reason, partial steps). A
     take-profit beats an exit signal beats a partial step beats the prediction's entry."""
@@ -240,7 +240,7 @@ def is_exit(reason: int) -> bool:
     return reason in (EXIT_SIGNAL, TAKE_PROFIT, PARTIAL_TP)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def end_of_bar(row: Rec, h: float) -> None:
     """After the intrabar checks: the trailing watermark takes this candle's high."""
     if row.in_pos != 0.0 and h > row.high:
@@ -267,7 +267,7 @@ def dip_update(row: Rec, ring: NDArray[np.float64], h: float, c: float, pp: Rec)
             row.dip_armed = 0.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def on_close(row: Rec, pred: float, pp: Rec) -> int:
     """The intent for the next open from the prediction known at this candle's close."""
     if np.isnan(pred):

@@ -165,7 +165,7 @@ DD_LIFT = 16  # the drawdown halt lasted ``dd_candles`` closes: lifted, peak re-
 MANUAL_LIFT = 32  # lifted by hand (``resume`` in live)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def roll_day(rs: Rec, ts_ms: int, equity: float) -> int:
     """At a candle of a new UTC day: the day starts with ``equity`` and the daily halt lifts
     (returns DAILY_OFF then, else 0)."""
@@ -183,7 +183,7 @@ def roll_day(rs: Rec, ts_ms: int, equity: float) -> int:
     return ev
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def note_equity(rs: Rec, equity: float, t: int, rp: Rec) -> int:
     """At each close ``t`` (candle index or ms): the peak, and the halts' start and lift rules.
 

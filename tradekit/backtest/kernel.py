@@ -320,6 +320,8 @@ def run(
     n_sym = op.shape[1]
     trace = cash_out.shape[0] == ts.shape[0]
     dip = pp.dip != 0.0
+    # Without a take-profit or partial levels, close_intent is on_close: skip the target check.
+    targets = pp.tp > 0.0 or pp.n_levels > 0
     per_bar_fills = n_sym * 2
     clus = np.zeros(member.shape[1])  # cluster exposure, rebuilt at each entry
     n_pending = 0  # intents waiting for an open: most candles have none, and skip step 1-2
@@ -373,7 +375,10 @@ def run(
             a.last_close = c
             if dip:
                 pol.dip_update(row, ring[s], h, c, pp)
-            intent, steps = pol.close_intent(row, pred[t, s], h, pp)
+            if targets:
+                intent, steps = pol.close_intent(row, pred[t, s], h, pp)
+            else:
+                intent, steps = pol.on_close(row, pred[t, s], pp), 0
             if intent != pol.NONE:
                 if a.pending == 0:
                     n_pending += 1
