@@ -58,9 +58,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def judge(model_dir: Path, **metrics: float) -> int:
+def judge(model_dir: Path, config: dict[str, Any] | None = None, **metrics: float) -> int:
     """The real gate on a backtest/1 report made from ``model_dir``'s out-of-sample
-    predictions: writes ``model_dir/verdict.json``; returns the gate's exit code."""
+    predictions (run with ``config``, the report's settings block, when given): writes
+    ``model_dir/verdict.json``; returns the gate's exit code."""
     from tradekit.cli.main import main
 
     oos = json.loads((model_dir / "manifest.json").read_text())["oos_predictions"]
@@ -69,6 +70,7 @@ def judge(model_dir: Path, **metrics: float) -> int:
         "schema": "backtest/1",
         "metrics": {**PASSING, **metrics},
         "inputs": {"predictions": {"sha256": oos["sha256"]}},
+        **({"config": config} if config is not None else {}),
     }
     report.write_text(json.dumps(doc))
     defaults = model_dir.parent / "gate.toml"  # the built-in thresholds, whatever the cwd
@@ -504,7 +506,9 @@ def loop_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         for name, trees in (("la", "20"), ("lb", "10")):
             mp.setenv("TRADEKIT_MODEL__N_ESTIMATORS", trees)
             assert main(["train", str(f), "-o", str(d / name), *wf]) == 0
-            assert judge(d / name) == 0
+            # la was judged with another entry threshold than the loop runs (the default).
+            judged = {"policy": {"entry_threshold": 0.5}} if name == "la" else None
+            assert judge(d / name, judged) == 0
             out[name] = d / name
     return out
 
@@ -543,6 +547,9 @@ def test_health_waits_for_the_loop_to_run_the_new_model(
     loop = Loop(tmp_path, env)
     try:
         loop.wait_for("the loop on model la", lambda: _loop_runs(run_cli, env) == va)
+        # The gate judged la with another threshold: the loop runs, and says so.
+        told = _events(state, "config")
+        assert "[policy] entry_threshold = 0.002 (judged: 0.5)" in told, told
         # A model the loop can run: deploy returns once the loop reports it.
         b = deploy_ok(run_cli, env, str(loop_models["lb"]), "--host", "local")
         assert b["previous"] == first and _loop_runs(run_cli, env) == vb
@@ -559,13 +566,8 @@ def test_health_waits_for_the_loop_to_run_the_new_model(
         assert f"rolled back to {b['release']}" in line
         assert current(app) == b["release"] and log_lines(app)[-1]["ok"] is False
         assert loop.proc.poll() is None and _loop_runs(run_cli, env) == vb
-        events = subprocess.run(
-            [sys.executable, "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1])"
-             ".execute(\"SELECT group_concat(message, '|') FROM events WHERE kind='model'\")"
-             ".fetchone()[0])", str(state)],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-        assert "failed to load, keeping " + vb in events
+        assert "failed to load, keeping " + vb in _events(state, "model")
+        assert _events(state, "config").count("differs") == 1  # lb: judged as it runs
     finally:
         loop.proc.terminate()
         loop.proc.wait(timeout=30)
@@ -575,6 +577,17 @@ def test_health_waits_for_the_loop_to_run_the_new_model(
     r = run_cli("deploy", str(loop_models["la"]), "--host", "local", env=bad)
     assert r.code == 4 and "the loop is not running" in last_error(r.err)
     assert current(app) == b["release"]
+
+
+def _events(state: Path, kind: str) -> str:
+    """The messages of the loop's events of ``kind``, read by another process (as a user
+    would, while the loop holds its ledger)."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("
+         "\"SELECT group_concat(message, '|') FROM events WHERE kind=?\", (sys.argv[2],))"
+         ".fetchone()[0])", str(state), kind],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
 
 
 def _loop_runs(run_cli: Any, env: dict[str, str]) -> str | None:

@@ -185,9 +185,31 @@ def test_deployed_model_gets_the_checks_run_makes(run_cli, tmp_path: Path) -> No
         r = run_cli("-c", str(cfg), *argv)
         assert r.code == 0, r.err
     env = {**_env("", tmp_path), "TRADEKIT_EXCHANGE__SYMBOLS": "BTC/USD"}
-    ok = _checks(run_cli("-c", str(cfg), "doctor", "--offline", "--json", env=env).out)["model"]
+
+    def model_check(**extra: str) -> dict[str, object]:
+        doctor = ("-c", str(cfg), "doctor", "--offline", "--json")
+        return _checks(run_cli(*doctor, env={**env, **extra}).out)["model"]
+
+    # Loads, but nothing vouches for it: told, not failed (deploy --force is allowed).
+    unjudged = model_check()
+    assert unjudged["status"] == "warn", unjudged
+    assert "lightgbm model" in str(unjudged["detail"])
+    assert "not vouched for by the gate: no gate verdict" in str(unjudged["detail"])
+    report = str(tmp_path / "report.json")
+    r = run_cli(
+        "-c", str(cfg), "backtest", ohlcv, "-p", f"{model}/oos_predictions.parquet", "-o", report
+    )
+    assert r.code == 0, r.err
+    lenient = ("--min-sortino", "-1000", "--max-drawdown", "1", "--min-trades", "0")
+    r = run_cli("-c", str(cfg), "gate", report, "--model", model, *lenient)
+    assert r.code == 0, r.err
+    ok = model_check()
     assert ok["status"] == "ok", ok
-    assert "lightgbm model" in str(ok["detail"])
+    assert "passed the gate with these settings" in str(ok["detail"])
+    # The Pi's config must be the one the gate judged: another threshold is an untested bot.
+    other = model_check(TRADEKIT_POLICY__ENTRY_THRESHOLD="0.05")
+    assert other["status"] == "warn", other
+    assert "[policy] entry_threshold = 0.05 (judged: 0.002)" in str(other["detail"])
     env["TRADEKIT_EXCHANGE__TIMEFRAME"] = "4h"
     bad = _checks(run_cli("-c", str(cfg), "doctor", "--offline", "--json", env=env).out)["model"]
     assert bad["status"] == "fail"

@@ -20,6 +20,12 @@ REPORT: dict[str, Any] = {
     "schema": "backtest/1",
     "span": {"start": "2024-01-01T00:00:00Z", "end": "2024-07-01T00:00:00Z", "timeframe": "1h"},
     "inputs": {"ohlcv": {"hash": "sha256:aa"}, "predictions": {"hash": "sha256:bb"}},
+    # The settings the backtest ran with (a part of each section): the verdict keeps them.
+    "config": {
+        "policy": {"entry_threshold": 0.002, "partial_exits": [0.02, 0.04]},
+        "risk": {"max_open_positions": 3},
+        "backtest": {"fee": 0.0026},
+    },
     "metrics": {
         "total_return": 0.18,
         "buy_and_hold_return": 0.25,
@@ -288,3 +294,20 @@ def test_sections_extend_the_verdict_but_never_replace_its_core():
     assert v["failed"] == ["min_dsr"] and v["passed"] is False and v["sweep"] == {"trials": 40}
     with pytest.raises(ValueError, match="core field"):
         build_verdict(REPORT, rules, sections={"passed": True})
+
+
+def test_unjudged_settings_name_each_difference_and_skip_unknown_keys() -> None:
+    from tradekit.gate import unjudged_settings
+
+    judged = REPORT["config"]
+    same = {"policy": {"entry_threshold": 0.002, "partial_exits": [0.02, 0.04]}}
+    assert unjudged_settings(judged, same) == []
+    running = {
+        "policy": {"entry_threshold": 0.01, "partial_exits": [0.02], "new_key": 1},
+        "risk": {"max_open_positions": 3},
+        "costs": {"fee": 1.0},  # a section the receipt does not name: not compared
+    }
+    assert unjudged_settings(judged, running) == [
+        "[policy] entry_threshold = 0.01 (judged: 0.002)",
+        "[policy] partial_exits = [0.02] (judged: [0.02, 0.04])",
+    ]

@@ -149,7 +149,8 @@ class Doctor:
         return OK, text
 
     def model(self) -> tuple[str, str]:
-        from tradekit.live.startup import load_model
+        from tradekit.gate import model_identity, receipt_problem
+        from tradekit.live.startup import load_model, unjudged
 
         d = Path(self.cfg.run.model).expanduser()
         if not (d / "manifest.json").exists():
@@ -161,7 +162,14 @@ class Doctor:
         # The checks `run` makes at start: files match the manifest, timeframe, a model for
         # every symbol, the feature set, the model's library installed and loading.
         model = load_model(self.cfg, d)
-        return OK, f"{d}: {model.kind} model {model.version}, files verified, loads"
+        text = f"{d}: {model.kind} model {model.version}, files verified, loads"
+        problem = receipt_problem(d, model_identity(d))
+        if problem is not None:  # deployed with --force, or by hand
+            return WARN, f"{text}; not vouched for by the gate: {problem}"
+        diff = unjudged(self.cfg, d)
+        if diff:
+            return WARN, f"{text}; the gate judged other settings: {'; '.join(diff)}"
+        return OK, f"{text}, passed the gate with these settings"
 
     def state(self) -> tuple[str, str]:
         from tradekit.ledger import VERSION, inspect

@@ -131,6 +131,8 @@ def build_verdict(
         "inputs": report.get("inputs"),
         "report": dict(report_ref) if report_ref is not None else None,
         "model": dict(model) if model is not None else None,
+        # What the backtest ran with: ``run`` and ``doctor`` compare the deployed settings.
+        "config": report.get("config") if isinstance(report.get("config"), dict) else None,
     }
     for name, block in (sections or {}).items():
         if name in doc:
@@ -270,3 +272,50 @@ def receipt_problem(model_dir: Path, identity: Mapping[str, Any]) -> str | None:
     if not consistent:
         return f"{RECEIPT} says passed, but its rules do not all pass"
     return None
+
+
+# -- the settings the receipt judged, against the settings that run -------------------------
+
+JUDGED_SECTIONS = ("policy", "risk")
+
+
+def judged_settings(model_dir: Path) -> dict[str, Any] | None:
+    """The ``[policy]`` and ``[risk]`` of the backtest that the model's receipt judged; None
+    without a readable receipt, or with one made before receipts carried them."""
+    from tradekit.contracts import read_json
+
+    path = model_dir / RECEIPT
+    if not path.is_file():
+        return None
+    try:
+        doc = read_json(path, GATE_SCHEMA)
+    except InputError:
+        return None
+    cfg = doc.get("config")
+    if not isinstance(cfg, dict):
+        return None
+    out = {k: cfg[k] for k in JUDGED_SECTIONS if isinstance(cfg.get(k), dict)}
+    return out or None
+
+
+def unjudged_settings(
+    judged: Mapping[str, Any], running: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Each setting of ``running`` (section -> key -> value, as JSON reads them) whose value
+    differs from the judged one: ``[policy] entry_threshold = 0.5 (judged: 0.7)``. A key the
+    receipt does not name (an older tradekit's) is not compared."""
+    out = []
+    for section, values in running.items():
+        want = judged.get(section)
+        if not isinstance(want, dict):
+            continue
+        for key, value in values.items():
+            if key in want and want[key] != value:
+                out.append(f"[{section}] {key} = {_show(value)} (judged: {_show(want[key])})")
+    return out
+
+
+def _show(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)

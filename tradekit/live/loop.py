@@ -148,6 +148,8 @@ class Runner:
                 )
             self._history(signals)
             self._announce_start(signals.version)
+            if isinstance(signals, ModelSignals):
+                self._check_judged()
             self.run_id = ledger.start_run(self.mode, signals.version)
             interrupt.check()
             self._recover(engine)
@@ -461,4 +463,16 @@ class Runner:
         self.ledger.event("info", "model", msg)
         self.ledger.heartbeat(self.run_id, new.version)
         log.info(msg)
+        self._check_judged()
         return fresh
+
+    def _check_judged(self) -> None:
+        """Told, not refused: a smaller stake on the Pi can be a choice, but the user must
+        know the gate judged other settings."""
+        diff = startup.unjudged(self.cfg, self.model_dir)
+        if diff:
+            self._note(
+                "warning",
+                "config",
+                "this config differs from the backtest the gate judged: " + "; ".join(diff),
+            )

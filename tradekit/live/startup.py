@@ -77,6 +77,22 @@ def load_model(cfg: Config, model_dir: Path) -> LoadedModel:
     return model
 
 
+def unjudged(cfg: Config, model_dir: Path) -> list[str]:
+    """The ``[policy]``/``[risk]`` settings this machine runs with that differ from those of
+    the backtest the model's gate receipt judged (none without such a receipt). The gate vouched
+    for the model under those settings; other thresholds or stops are a bot nobody tested."""
+    import dataclasses
+    import json
+
+    from tradekit.gate import judged_settings, unjudged_settings
+
+    judged = judged_settings(model_dir)
+    if judged is None:
+        return []
+    running = {"policy": dataclasses.asdict(cfg.policy), "risk": dataclasses.asdict(cfg.risk)}
+    return unjudged_settings(judged, json.loads(json.dumps(running)))
+
+
 def load_signals(
     cfg: Config, model_dir: Path, predictions: str | Path | None
 ) -> FileSignals | ModelSignals:
