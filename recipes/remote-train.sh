@@ -419,8 +419,9 @@ if ((DEPLOY)); then
     deploy_to_file() { "${TK[@]}" "${deploy_args[@]}" >deploy.json; }
     if [[ $VERDICT == fail ]]; then
         deploy_rc=0
-        log "[deploy] ${deploy_args[*]} (the gate failed: deploy must refuse it)"
-        "${TK[@]}" "${deploy_args[@]}" >/dev/null || deploy_rc=$?
+        # --dry-run: deploy's own refusal is what is shown, and nothing could ship were it broken.
+        log "[deploy] ${deploy_args[*]} --dry-run (the gate failed: deploy must refuse it)"
+        "${TK[@]}" "${deploy_args[@]}" --dry-run >/dev/null || deploy_rc=$?
         STAGE=gate RC=1
         ((deploy_rc == 1)) || { log "[deploy] expected a refusal (exit 1), got exit $deploy_rc"; RC=70; }
         exit "$RC"

@@ -308,7 +308,6 @@ def _handles_sigterm(pid: int) -> bool:
 def test_sigterm_anywhere_in_start_up_is_a_clean_stop(tmp_path: Path, sim: KrakenSim) -> None:
     args, env = setup(tmp_path, sim)
     rng = np.random.default_rng(7)
-    codes = []
     for delay in [0.0, *rng.uniform(0.0, 2.5, 11)]:
         p = subprocess.Popen(
             run_args(args), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -319,8 +318,6 @@ def test_sigterm_anywhere_in_start_up_is_a_clean_stop(tmp_path: Path, sim: Krake
         time.sleep(float(delay))  # anywhere: in imports, opening the ledger, recovery, the loop
         p.send_signal(signal.SIGTERM)
         _, err = p.communicate(timeout=60)
-        codes.append(p.returncode)
         assert p.returncode == 130, err
         assert "Traceback" not in err and "internal error" not in err, err
         assert "interrupted by SIGTERM" in err
-    assert codes == [130] * len(codes)

@@ -103,7 +103,8 @@ def ledger_trades(db: Path) -> pd.DataFrame:
         return pd.read_sql("SELECT * FROM trades ORDER BY exit_ms, symbol, entry_ms", con)
 
 
-def compare(cfg: Any, ohlcv: Path, preds: Path, db: Path) -> None:
+def compare(cfg: Any, ohlcv: Path, preds: Path, db: Path) -> Any:
+    """Replay into ``db`` and backtest the same inputs: the same trades; returns the backtest."""
     res = replay(cfg, ohlcv, preds, db)
     bt = run_backtest(ohlcv, preds, cfg.policy, cfg.risk, cfg.backtest)
     from tradekit import policy as pol
@@ -137,6 +138,7 @@ def compare(cfg: Any, ohlcv: Path, preds: Path, db: Path) -> None:
     assert res.final_equity == pytest.approx(bt.sim.final_equity, rel=1e-9)
     open_bt = int((bt.sim.trades[:, kn.T_EXIT_REASON] == pol.END).sum())
     assert res.open_positions == open_bt
+    return bt
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))
@@ -199,8 +201,7 @@ def test_halts_start_and_lift_identically_in_backtest_and_replay(tmp_path: Path)
     }
     cfg = config(POLICIES["stops"], risk)
     db = tmp_path / "l.db"
-    compare(cfg, ohlcv, preds, db)
-    bt = run_backtest(ohlcv, preds, cfg.policy, cfg.risk, cfg.backtest)
+    bt = compare(cfg, ohlcv, preds, db)
 
     def ms(iso: str | None) -> int | None:
         return None if iso is None else int(datetime.fromisoformat(iso).timestamp() * 1000)
@@ -233,11 +234,14 @@ def test_interpreted_rules_equal_compiled_rules(tmp_path: Path) -> None:
 
     assert jit.ENABLED  # this process compiles them
     replay(load_config(str(toml)), ohlcv, preds, tmp_path / "compiled.db")
-    args = [sys.executable, "-m", "tradekit", "--config", str(toml), "run", "--replay"]
+    args = [sys.executable, "-X", "importtime", "-m", "tradekit", "--config", str(toml), "run"]
+    args += ["--replay"]
     args += [str(ohlcv), "-p", str(preds), "--state", str(tmp_path / "interpreted.db")]
     env = {k: v for k, v in cli_env().items() if k != "TRADEKIT_JIT"}
     r = subprocess.run(args, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    loaded = {ln.rsplit("|", 1)[1].strip() for ln in r.stderr.splitlines() if "import time:" in ln}
+    assert "tradekit.policy" in loaded and "numba" not in loaded  # the rules ran interpreted
     a, b = _snapshot(tmp_path / "compiled.db"), _snapshot(tmp_path / "interpreted.db")
     assert len(a["trades"]) > 20
     for table in a:

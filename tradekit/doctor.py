@@ -163,7 +163,7 @@ class Doctor:
         # every symbol, the feature set, the model's library installed and loading.
         model = load_model(self.cfg, d)
         text = f"{d}: {model.kind} model {model.version}, files verified, loads"
-        problem = receipt_problem(d, model_identity(d))
+        problem = receipt_problem(d, model_identity(d, model.manifest))  # files verified once
         if problem is not None:  # deployed with --force, or by hand
             return WARN, f"{text}; not vouched for by the gate: {problem}"
         diff = unjudged(self.cfg, d)

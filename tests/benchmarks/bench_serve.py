@@ -25,34 +25,12 @@ from pathlib import Path
 
 from tests.conftest import cli_env
 from tests.servers.dashboard import make_bot
+from tradekit.serve.app import API_READS
+from tradekit.serve.app import PAGES as ROUTES
 
-PAGES = [
-    "/",
-    "/positions",
-    "/trades",
-    "/chart?symbol=S0/USD",
-    "/decisions",
-    "/events",
-    "/models",
-    "/deploys",
-]
-APIS = [
-    "status",
-    "balance",
-    "profit",
-    "performance",
-    "daily",
-    "trades",
-    "positions",
-    "orders",
-    "decisions",
-    "events",
-    "model",
-    "candidates",
-    "deploys",
-    "equity",
-    "controls",
-]
+# Every page (the chart with a symbol) and every API read; the candles are timed on their own.
+PAGES = [p + "?symbol=S0/USD" if p == "/chart" else p for p, _ in ROUTES]
+APIS = [name for name in API_READS if name != "candles"]
 BARE = textwrap.dedent(
     """
     import socket, sys, uvicorn

@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 DAY_MS = 86_400_000
 RECENT_TRADES = sx.RECENT_TRADES
 RECENT_EVENTS = 20
-NOTABLE_LEVELS = ("warning", "error", "critical")
 
 
 @dataclass(frozen=True)

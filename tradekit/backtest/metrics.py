@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tradekit import selection as sel
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -52,24 +54,13 @@ def drawdown(equity: NDArray[np.float64], start: float) -> tuple[float, int]:
 
 
 def probabilistic_sharpe(returns: NDArray[np.float64]) -> float | None:
-    """P(Sharpe > 0) given the sample's Sharpe ratio, skewness, kurtosis and length."""
-    n = len(returns)
-    if n < 3:
+    """P(Sharpe > 0) given the sample's Sharpe ratio, skewness, kurtosis and length (the
+    sweep's deflated statistics use the same ``selection`` functions)."""
+    m = sel.moments(returns)
+    if m.sharpe is None or m.skew is None or m.kurtosis is None:
         return None
-    sd = float(returns.std(ddof=1))
-    if sd <= 0.0 or not math.isfinite(sd):
-        return None
-    mean = float(returns.mean())
-    sr = mean / sd
-    centred = returns - mean
-    pop_sd = float(np.sqrt(np.mean(centred**2)))
-    skew = float(np.mean(centred**3)) / pop_sd**3
-    kurt = float(np.mean(centred**4)) / pop_sd**4
-    var = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr * sr
-    if var <= 0.0 or not math.isfinite(var):
-        return None
-    z = sr * math.sqrt(n - 1) / math.sqrt(var)
-    return _num(0.5 * (1.0 + math.erf(z / math.sqrt(2.0))))
+    p = sel.psr(m.sharpe, m.n, m.skew, m.kurtosis)
+    return None if p is None else _num(p)
 
 
 def compute(

@@ -134,7 +134,7 @@ def _cells(d: dict[str, Any], keys: list[str]) -> list[str]:
     return [one(k) for k in keys]
 
 
-def _total(rows: dict[str, dict[str, Any]], start: float) -> dict[str, Any]:
+def _total(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The "all" row of a breakdown: the parts summed (its win rate over every trade)."""
     n = sum(int(d["trades"]) for d in rows.values())
     wins = sum(int(d.get("wins") or 0) for d in rows.values())
@@ -159,12 +159,11 @@ def _breakdown_tables(report: dict[str, Any]) -> None:
     result, with an "all" row as Freqtrade's tables have); per period with --breakdown."""
     from tradekit.cli import output as out
 
-    start = float(report["metrics"].get("starting_balance") or 1.0)
     pairs = report["per_symbol"]
     keys = ["trades", "win_rate", "pnl", "fees", "return_contribution", "buy_and_hold_return"]
     rows = [[s, *_cells(d, keys)] for s, d in pairs.items()]
     if len(pairs) > 1:
-        rows.append(["all", *_cells(_total(pairs, start), keys)])
+        rows.append(["all", *_cells(_total(pairs), keys)])
     out.table("per pair", ["pair", *keys], rows, justify_right=keys)
     exits = report.get("per_exit_reason") or {}
     if exits:
@@ -172,7 +171,7 @@ def _breakdown_tables(report: dict[str, Any]) -> None:
         by_pnl = sorted(exits.items(), key=lambda kv: -float(kv[1]["pnl"]))
         rows = [[r, *_cells(d, keys)] for r, d in by_pnl]
         if len(exits) > 1:
-            rows.append(["all", *_cells(_total(exits, start), keys)])
+            rows.append(["all", *_cells(_total(exits), keys)])
         out.table("per exit reason", ["exit reason", *keys], rows, justify_right=keys)
     b = report.get("breakdown")
     if b:

@@ -1,6 +1,7 @@
 """``tradekit deploy``: ship a model dir that passed the gate to the Pi as a release, switch
 to it atomically, restart, wait for the loop to run it; roll back on failure."""
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -151,7 +152,7 @@ def deploy(
         warning = announce_forced(
             config.notify, result, webhook_token=config.secret("notify_webhook_token")
         )
-        if warning:
-            out.say(f"tradekit: warning: {warning}")
+        if warning:  # a log line: --log-json and --log-level apply, as to every warning
+            logging.getLogger("tradekit.deploy").warning("%s", warning)
     if as_json:
         out.emit_json(result.as_json())

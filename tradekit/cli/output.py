@@ -82,31 +82,58 @@ def progress(description: str, total: int | None) -> Iterator[Callable[..., None
 
         yield nothing
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TaskProgressColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, TaskProgressColumn
 
     # A percentage, not "x/N": the units (fits, epochs) are not what the logs count (folds).
-    # Log lines go through the redirected stderr (tradekit.log), printed above the bar.
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        TaskProgressColumn(),
-        TimeElapsedColumn(),
-        "ETA",
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=False,
-        redirect_stderr=True,
-    ) as bar:
+    with _bar("[progress.description]{task.description}", BarColumn(), TaskProgressColumn()) as bar:
         task = bar.add_task(description, total=total)
 
         def advance(n: int = 1) -> None:
             bar.advance(task, n)
 
         yield advance
+
+
+@contextlib.contextmanager
+def counter(description: str, unit: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar of whole units (``12/200``, ``3.1 trials/s``, ETA) on stderr when it is a
+    terminal, silent otherwise; yields ``update(done, total)``."""
+    if not sys.stderr.isatty():
+
+        def nothing(done: int, total: int) -> None:
+            pass
+
+        yield nothing
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+
+    columns = (description, BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"))
+    with _bar(*columns) as bar:
+        task: Any = None
+
+        def update(done: int, total: int) -> None:
+            nonlocal task
+            if task is None:  # the total is known once the run has read its journal
+                task = bar.add_task(description, total=total, completed=done, rate="")
+            bar.update(task, completed=done)
+            speed = bar.tasks[0].speed
+            bar.update(task, rate=f"{speed:.1f} {unit}/s" if speed else "")
+
+        yield update
+
+
+def _bar(*columns: Any) -> Any:
+    """A rich progress bar on stderr with the elapsed time and an ETA after ``columns``. Log
+    lines go through the redirected stderr (tradekit.log) and print above the bar."""
+    from rich.console import Console
+    from rich.progress import Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        *columns,
+        TimeElapsedColumn(),
+        "ETA",
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+        redirect_stderr=True,
+    )

@@ -1,43 +1,11 @@
 """``tradekit sweep``: search [policy]/[risk] (or [model]) keys; every trial counted."""
 
-import contextlib
-import sys
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
 from tradekit.cli.context import state
 from tradekit.cli.options import JsonOpt
-
-
-@contextlib.contextmanager
-def _bar() -> Iterator[Any]:
-    """Progress with trials/s and an ETA on stderr when it is a terminal; silent otherwise."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        "sweep",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        "eta",
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    ) as bar:
-        yield bar
 
 
 def _fmt(v: Any) -> str:
@@ -123,19 +91,7 @@ def sweep(
         resume=resume,
     )
     cfg = state(ctx).config
-    with _bar() as bar:
-        task = None
-
-        def progress(done: int, total: int, best: dict[str, Any] | None) -> None:
-            nonlocal task
-            if bar is None:
-                return
-            if task is None:
-                task = bar.add_task("sweep", total=total, completed=done, rate="")
-            bar.update(task, completed=done)
-            speed = bar.tasks[0].speed
-            bar.update(task, rate=f"{speed:.1f} trials/s" if speed else "")
-
+    with out.counter("sweep", "trials") as progress:
         result = run_sweep(req, cfg, progress)
     doc = result.doc
     recs = sorted(

@@ -1,5 +1,6 @@
 """``tradekit train``: walk-forward training, features/1 -> model directory."""
 
+import logging
 from typing import Annotated, Any
 
 import typer
@@ -153,9 +154,10 @@ def train(
     partial = Path(output).with_name(Path(output).name + ".partial") if named else None
     if not resume and partial is not None and (partial / "run.json").is_file():
         # train starts over and removes it: say what it held and what would have kept it.
-        out.say(
-            f"tradekit: warning: {partial} holds an interrupted run's finished folds; this run "
-            "starts over and discards them (`train --resume` continues such a run)"
+        logging.getLogger("tradekit.train").warning(
+            "%s holds an interrupted run's finished folds; this run starts over and discards "
+            "them (`train --resume` continues such a run)",
+            partial,
         )
     if cfg.kind == "ensemble":
         from tradekit.models.ensemble import train_ensemble

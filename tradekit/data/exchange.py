@@ -176,11 +176,12 @@ def call(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def load_markets(
-    ex: Any, retry: RetryPolicy, *, cache: Path | None = None, max_age_s: float = 86_400.0
-) -> dict[str, Any]:
+MARKETS_MAX_AGE_S = 86_400.0  # a cached market list older than a day is fetched again
+
+
+def load_markets(ex: Any, retry: RetryPolicy, *, cache: Path | None = None) -> dict[str, Any]:
     """The exchange's markets. With ``cache`` (a JSON file), markets fetched less than
-    ``max_age_s`` ago are read from it instead: a restart then asks the exchange nothing
+    ``MARKETS_MAX_AGE_S`` ago are read from it instead: a restart then asks the exchange nothing
     before its first cycle (Kraken: two requests, and the rate limit's pause after each). A
     cache that cannot be read is simply fetched again."""
     import json
@@ -189,7 +190,7 @@ def load_markets(
     if cache is not None:
         try:
             doc = json.loads(cache.read_text(encoding="utf-8"))
-            if doc.get("exchange") == ex.id and time.time() - doc["saved_s"] < max_age_s:
+            if doc.get("exchange") == ex.id and time.time() - doc["saved_s"] < MARKETS_MAX_AGE_S:
                 ex.set_markets(doc["markets"], doc["currencies"])
                 return dict(ex.markets)
         except (OSError, ValueError, KeyError, TypeError):

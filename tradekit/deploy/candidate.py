@@ -21,17 +21,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import shlex
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tradekit.deploy.guard import require_receipt
-from tradekit.deploy.release import RELEASE_JSON, build_release, check_model_dir
 from tradekit.deploy.result import DeployResult
-from tradekit.deploy.ship import Host, connect_host, log_entry, upload
+from tradekit.deploy.ship import Host, connect_host, log_entry, staged, upload
 from tradekit.deploy.transport import CONNECT_TIMEOUT_S
 from tradekit.errors import ExternalError, UsageError
 from tradekit.evidence import MAX_CANDIDATES, check_name
@@ -108,55 +105,52 @@ def deploy_candidate(
     2) for a bad name or a candidate beyond the limit; otherwise as :func:`deploy_model`."""
     started = time.monotonic()
     check_name(name)
-    checked = check_model_dir(model_dir)
-    gate, forced = require_receipt(model_dir, checked[0], force)
-    with tempfile.TemporaryDirectory(prefix="tradekit-deploy-") as work:
-        rel = build_release(model_dir, Path(work), attach=attach, checked=checked)
-        release_json = Path(work) / RELEASE_JSON
-        release_json.write_bytes(rel.json_bytes())
-        with connect_host(cfg, connect_timeout) as (t, root):
-            host = Host(t, root, cfg, None)
-            hc = _read(host)
-            res = DeployResult(
-                action="candidate", host=t.where, path=root, dry_run=dry_run, release=rel.id,
-                previous=hc.links.get(name), model_version=rel.model_version, sha256=rel.sha256,
-                bytes=rel.size, files=rel.files, gate=gate, forced=forced, candidate=name,
+    with staged(
+        model_dir, cfg, attach=attach, force=force, connect_timeout=connect_timeout
+    ) as staging:
+        rel, release_json, gate, forced, t, root = staging
+        host = Host(t, root, cfg, None)
+        hc = _read(host)
+        res = DeployResult(
+            action="candidate", host=t.where, path=root, dry_run=dry_run, release=rel.id,
+            previous=hc.links.get(name), model_version=rel.model_version, sha256=rel.sha256,
+            bytes=rel.size, files=rel.files, gate=gate, forced=forced, candidate=name,
+        )  # fmt: skip
+        if name not in hc.links and len(hc.links) >= MAX_CANDIDATES:
+            raise UsageError(
+                f"{t.where}:{root}: already {len(hc.links)} candidates ({_names(hc)}), at "
+                f"most {MAX_CANDIDATES}: remove one first (tradekit deploy --candidate NAME "
+                "--remove), or replace one by deploying under its name"
+            )
+        verb = "replace" if name in hc.links else "add"
+        if dry_run:
+            res.plan = [
+                f"model {model_dir}: version {rel.model_version}, archive {rel.size} bytes, "
+                f"release {rel.id}",
+                f"gate: {gate}" + (f" (--force: {forced})" if forced else ""),
+                f"host {t.where}: candidates {_names(hc)}; current {hc.current or '(none)'}"
+                " (untouched)",
+                f"upload, verify and unpack into {root}/releases/{rel.id}",
+                f"{verb} {root}/{DIR}/{name} -> ../releases/{rel.id} (ln -s + mv -T); the "
+                "loop paper-trades it from its next candle (no restart)",
+            ]
+            res.message = "dry run: nothing changed"
+        else:
+            if rel.id not in hc.releases:  # else: this very archive, installed this second
+                upload(host, rel, release_json, res, started)
+            try:
+                _link(host, name, rel.id)
+            except ExternalError as e:
+                res.ok = False
+                res.message = f"{e}; {DIR}/{name} is {rel.id} or still {res.previous}"
+                host.append_log(log_entry("candidate", res, False, res.message, started))
+                raise ExternalError(res.message) from None
+            res.message = f"candidate {name}: {rel.id} (model {rel.model_version})"
+            protect = [rel.id, *[r for r in (hc.current, *hc.links.values()) if r]]
+            res.pruned = host.append_log(
+                log_entry("candidate", res, True, res.message, started),
+                prune=cfg.keep, protect=protect,
             )  # fmt: skip
-            if name not in hc.links and len(hc.links) >= MAX_CANDIDATES:
-                raise UsageError(
-                    f"{t.where}:{root}: already {len(hc.links)} candidates ({_names(hc)}), at "
-                    f"most {MAX_CANDIDATES}: remove one first (tradekit deploy --candidate NAME "
-                    "--remove), or replace one by deploying under its name"
-                )
-            verb = "replace" if name in hc.links else "add"
-            if dry_run:
-                res.plan = [
-                    f"model {model_dir}: version {rel.model_version}, archive {rel.size} bytes, "
-                    f"release {rel.id}",
-                    f"gate: {gate}" + (f" (--force: {forced})" if forced else ""),
-                    f"host {t.where}: candidates {_names(hc)}; current {hc.current or '(none)'}"
-                    " (untouched)",
-                    f"upload, verify and unpack into {root}/releases/{rel.id}",
-                    f"{verb} {root}/{DIR}/{name} -> ../releases/{rel.id} (ln -s + mv -T); the "
-                    "loop paper-trades it from its next candle (no restart)",
-                ]
-                res.message = "dry run: nothing changed"
-            else:
-                if rel.id not in hc.releases:  # else: this very archive, installed this second
-                    upload(host, rel, release_json, res, started)
-                try:
-                    _link(host, name, rel.id)
-                except ExternalError as e:
-                    res.ok = False
-                    res.message = f"{e}; {DIR}/{name} is {rel.id} or still {res.previous}"
-                    host.append_log(log_entry("candidate", res, False, res.message, started))
-                    raise ExternalError(res.message) from None
-                res.message = f"candidate {name}: {rel.id} (model {rel.model_version})"
-                protect = [rel.id, *[r for r in (hc.current, *hc.links.values()) if r]]
-                res.pruned = host.append_log(
-                    log_entry("candidate", res, True, res.message, started),
-                    prune=cfg.keep, protect=protect,
-                )  # fmt: skip
     res.seconds = time.monotonic() - started
     return res
 

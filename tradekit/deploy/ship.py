@@ -21,10 +21,10 @@ import logging
 import shlex
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tradekit.deploy.guard import require_receipt
 from tradekit.deploy.health import describe, fill, tail, wait_healthy
@@ -226,6 +226,37 @@ def connect_host(cfg: DeployConfig, timeout: float) -> Any:
         yield t, path
 
 
+class Staged(NamedTuple):
+    rel: Release
+    release_json: Path  # release.json beside the archive, uploaded with it
+    gate: str  # "passed", or the receipt's problem (with ``forced``)
+    forced: str | None  # the --force reason
+    t: Transport
+    root: str  # the absolute [deploy] path on the host
+
+
+@contextlib.contextmanager
+def staged(
+    model_dir: Path,
+    cfg: DeployConfig,
+    *,
+    attach: Sequence[Path],
+    force: str | None,
+    connect_timeout: float,
+) -> Iterator[Staged]:
+    """What every deploy (live or candidate) starts with, in this order: the model dir checked,
+    its gate receipt required (the one place a model without a passing verdict is refused),
+    the release built in a temporary dir, the host connected."""
+    checked = check_model_dir(model_dir)
+    gate, forced = require_receipt(model_dir, checked[0], force)
+    with tempfile.TemporaryDirectory(prefix="tradekit-deploy-") as work:
+        rel = build_release(model_dir, Path(work), attach=attach, checked=checked)
+        release_json = Path(work) / RELEASE_JSON
+        release_json.write_bytes(rel.json_bytes())
+        with connect_host(cfg, connect_timeout) as (t, root):
+            yield Staged(rel, release_json, gate, forced, t, root)
+
+
 def deploy_model(
     model_dir: Path,
     cfg: DeployConfig,
@@ -244,34 +275,31 @@ def deploy_model(
     check (after rolling back to the previous release)."""
     started = time.monotonic()
     model_dir = Path(model_dir)
-    checked = check_model_dir(model_dir)
-    gate, forced = require_receipt(model_dir, checked[0], force)
-    with tempfile.TemporaryDirectory(prefix="tradekit-deploy-") as work:
-        rel = build_release(model_dir, Path(work), attach=attach, checked=checked)
-        release_json = Path(work) / RELEASE_JSON
-        release_json.write_bytes(rel.json_bytes())
-        with connect_host(cfg, connect_timeout) as (t, root):
-            host = Host(t, root, cfg, sudo_password)
-            res = DeployResult(
-                action="deploy",
-                host=t.where,
-                path=root,
-                dry_run=dry_run,
-                release=rel.id,
-                model_version=rel.model_version,
-                sha256=rel.sha256,
-                bytes=rel.size,
-                files=rel.files,
-                gate=gate,
-                forced=forced,
-            )
-            if dry_run:
-                st = host.state()
-                res.previous = st.current
-                res.plan = _plan(host, rel, st, res)
-                res.message = "dry run: nothing changed"
-            else:
-                _ship(host, rel, release_json, res, started)
+    with staged(
+        model_dir, cfg, attach=attach, force=force, connect_timeout=connect_timeout
+    ) as staging:
+        rel, release_json, gate, forced, t, root = staging
+        host = Host(t, root, cfg, sudo_password)
+        res = DeployResult(
+            action="deploy",
+            host=t.where,
+            path=root,
+            dry_run=dry_run,
+            release=rel.id,
+            model_version=rel.model_version,
+            sha256=rel.sha256,
+            bytes=rel.size,
+            files=rel.files,
+            gate=gate,
+            forced=forced,
+        )
+        if dry_run:
+            st = host.state()
+            res.previous = st.current
+            res.plan = _plan(host, rel, st, res)
+            res.message = "dry run: nothing changed"
+        else:
+            _ship(host, rel, release_json, res, started)
     res.seconds = time.monotonic() - started
     return res
 

@@ -14,20 +14,19 @@ import numpy as np
 import numpy.typing as npt
 
 from tradekit.features import indicators as ind
-from tradekit.features.sets import WARMUP_TOL, FeatureSpec, family_columns, family_need
+from tradekit.features.sets import (
+    WARMUP_TOL,
+    FeatureSpec,
+    bucket_offset,
+    family_columns,
+    family_need,
+)
 
 Array = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
-WEEK_MS = 604_800_000
-MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: weekly buckets start there
 # Families whose value at a row depends on that row alone (not on earlier candles).
 _ROWWISE_FAMILIES = frozenset({"time"})
 _CANDLE_FIELDS = ("ts", "open", "high", "low", "close", "volume")
-
-
-def bucket_offset(tf_ms: int) -> int:
-    """Where a higher timeframe's buckets start: weeks on Mondays, the others at the epoch."""
-    return MONDAY_OFFSET_MS if tf_ms % WEEK_MS == 0 else 0
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ No look-ahead, by construction:
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,9 +41,6 @@ from tradekit.features.sets import (
     label_columns,
 )
 from tradekit.timeutil import timeframe_ms
-
-if TYPE_CHECKING:
-    pass
 
 Array = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

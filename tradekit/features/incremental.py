@@ -30,6 +30,7 @@ import numpy as np
 from tradekit.errors import InputError
 from tradekit.features.sets import (
     FeatureSpec,
+    bucket_offset,
     family_columns,
     feature_columns,
     higher_timeframes,
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 NAN = math.nan
 REF_ROWS = 256  # newest rows of a reference pair kept for symbols whose candle is older
-WEEK_MS = 604_800_000
-MONDAY_OFFSET_MS = 4 * 86_400_000  # as tradekit.features.block: weekly buckets start Mondays
 
 
 def _width(families: tuple[str, ...], spec: FeatureSpec) -> int:
@@ -58,7 +57,7 @@ class _Higher:
 
     def __init__(self, spec: FeatureSpec, tf_ms: int, ratio: int, base_ms: int) -> None:
         self.spec, self.tf_ms, self.ratio, self.base_ms = spec, tf_ms, ratio, base_ms
-        self.offset = MONDAY_OFFSET_MS if tf_ms % WEEK_MS == 0 else 0
+        self.offset = bucket_offset(tf_ms)
         self.committed = SeriesState(spec, spec.htf_indicators)
         self.width = _width(spec.htf_indicators, spec)
         self._reset_bucket(None)

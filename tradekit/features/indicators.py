@@ -22,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
+from tradekit.features import stream
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -32,42 +34,10 @@ _SUM, _MEAN, _STD = 0, 1, 2
 _BLOCK = 512  # windows per block in _window_kernel: its buffers stay in L1
 
 
-@njit(cache=True, inline="always")
-def _ewm_step(
-    w: float, old: float, cur: float, alpha: float, keep: float, half: bool
-) -> tuple[float, float]:
-    """One step of pandas' ``ewm(adjust=False, ignore_na=False).mean()`` recursion, exactly:
-    from ``w = NaN, old = 1`` the first defined input is the seed; the old value's weight
-    decays over NaN gaps (``keep ** gap``); an input equal to the running value leaves it
-    untouched; with ``alpha == 0.5`` (``half``) the new value weighs ``1 - old``, as in pandas."""
-    if w == w:
-        old *= keep
-        new = 1.0 - old if half else alpha
-        if cur == cur:
-            if w != cur:
-                w = old * w + new * cur
-                w = w / (old + new)
-            old = 1.0
-    elif cur == cur:
-        w = cur
-    return w, old
-
-
-@njit(cache=True, inline="always")
-def _div1(a: float, b: float, neutral: float) -> float:
-    if a != a or b != b:
-        return np.nan
-    if b == 0.0:
-        return neutral
-    return a / b
-
-
-@njit(cache=True, inline="always")
-def _max1(a: float, b: float) -> float:
-    """``np.maximum`` of two scalars: NaN if either is NaN."""
-    if a != a or b != b:
-        return np.nan
-    return a if a >= b else b
+# The scalar steps are the live loop's own plain-Python functions, compiled here: one source.
+_ewm_step = njit(cache=True, inline="always")(stream.ewm_step)
+_div1 = njit(cache=True, inline="always")(stream.div1)
+_max1 = njit(cache=True, inline="always")(stream.max1)
 
 
 @njit(cache=True, nogil=True)

@@ -279,6 +279,15 @@ def family_columns(family: str, spec: FeatureSpec) -> list[str]:
     return cols[family]
 
 
+WEEK_MS = 604_800_000
+MONDAY_OFFSET_MS = 4 * 86_400_000  # 1970-01-05, the first Monday: weekly buckets start there
+
+
+def bucket_offset(tf_ms: int) -> int:
+    """Where a higher timeframe's buckets start: weeks on Mondays, the others at the epoch."""
+    return MONDAY_OFFSET_MS if tf_ms % WEEK_MS == 0 else 0
+
+
 def htf_prefix(tf: str) -> str:
     return f"tf{tf}_"
 

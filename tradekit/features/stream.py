@@ -11,9 +11,10 @@ values are bit-identical to theirs, and nothing drifts however long the stream r
 sum carries rounding from the whole history). With the periods a spec uses (tens of candles)
 it is a few microseconds.
 
-Every operation is the batch code's, in the same order, on IEEE doubles: the recursions are
-``indicators._ewm_step`` written out, logarithms and sines go through numpy's own functions (on
-x86 they are not the C library's, whose last bit can differ). :meth:`SeriesState.warm` takes
+Every operation is the batch code's, in the same order, on IEEE doubles: the recursions and
+the guarded division are the very functions the batch kernels compile (:func:`ewm_step`,
+:func:`div1`, :func:`max1`), logarithms and sines go through numpy's own functions (on x86
+they are not the C library's, whose last bit can differ). :meth:`SeriesState.warm` takes
 the state from the batch kernels over a whole history at once. ``tests/test_incremental.py``
 proves warm + steps equal ``build_features`` bit for bit over random candle streams.
 """
@@ -48,8 +49,48 @@ def ewm_params(alpha: float) -> tuple[float, float, bool]:
     return a, 1.0 - a, com == 1.0
 
 
+# -- the scalar steps, plain Python: the batch kernels compile these same functions
+# (``indicators._ewm_step`` and the others), so both paths run one source.
+
+
+def ewm_step(
+    w: float, old: float, cur: float, alpha: float, keep: float, half: bool
+) -> tuple[float, float]:
+    """One step of pandas' ``ewm(adjust=False, ignore_na=False).mean()`` recursion, exactly:
+    from ``w = NaN, old = 1`` the first defined input is the seed; the old value's weight
+    decays over NaN gaps (``keep ** gap``); an input equal to the running value leaves it
+    untouched; with ``alpha == 0.5`` (``half``) the new value weighs ``1 - old``, as in pandas."""
+    if w == w:
+        old *= keep
+        new = 1.0 - old if half else alpha
+        if cur == cur:
+            if w != cur:
+                w = old * w + new * cur
+                w = w / (old + new)
+            old = 1.0
+    elif cur == cur:
+        w = cur
+    return w, old
+
+
+def div1(a: float, b: float, neutral: float) -> float:
+    """``a / b``, ``neutral`` for a zero ``b``, NaN stays NaN."""
+    if a != a or b != b:
+        return NAN
+    if b == 0.0:
+        return neutral
+    return a / b
+
+
+def max1(a: float, b: float) -> float:
+    """``np.maximum`` of two scalars: NaN if either is NaN."""
+    if a != a or b != b:
+        return NAN
+    return a if a >= b else b
+
+
 class Ewm:
-    """One recursive smoothing: ``indicators._ewm_step``, a step at a time."""
+    """One recursive smoothing: :func:`ewm_step`, a step at a time."""
 
     __slots__ = ("alpha", "half", "keep", "old", "w")
 
@@ -58,19 +99,8 @@ class Ewm:
         self.w, self.old = NAN, 1.0
 
     def step(self, cur: float) -> float:
-        w, old = self.w, self.old
-        if w == w:
-            old *= self.keep
-            new = 1.0 - old if self.half else self.alpha
-            if cur == cur:
-                if w != cur:
-                    w = old * w + new * cur
-                    w = w / (old + new)
-                old = 1.0
-        elif cur == cur:
-            w = cur
-        self.w, self.old = w, old
-        return w
+        self.w, self.old = ewm_step(self.w, self.old, cur, self.alpha, self.keep, self.half)
+        return self.w
 
     def warm(self, x: Array, out: Array) -> float:
         """The state after the batch smoothing ``out`` of ``x``: its last value, and the old
@@ -81,21 +111,6 @@ class Ewm:
             for _ in range(len(x) - 1 - int(defined[-1])):
                 self.old *= self.keep
         return self.w
-
-
-def _div1(a: float, b: float, neutral: float) -> float:
-    """``indicators._div1``: ``a / b``, ``neutral`` for a zero ``b``, NaN stays NaN."""
-    if a != a or b != b:
-        return NAN
-    if b == 0.0:
-        return neutral
-    return a / b
-
-
-def _max1(a: float, b: float) -> float:
-    if a != a or b != b:
-        return NAN
-    return a if a >= b else b
 
 
 def _sum(w: list[float]) -> float:
@@ -171,13 +186,13 @@ class SeriesState:
         for i in range(len(self.gain)):
             g = self.gain[i].step((d if d > 0 else 0.0) + d * 0.0)
             ls = self.loss[i].step((-d if d < 0 else 0.0) + d * 0.0)
-            self.rsi[i] = 100.0 * _div1(g, g + ls, 0.5)
+            self.rsi[i] = 100.0 * div1(g, g + ls, 0.5)
         if self.has_macd:
             f, s, sig = self.macd
             self.line = f.step(c) - s.step(c)
             sig.step(self.line)
         if self.atr or self.adx_s:
-            tr = NAN if first else _max1(h - lo, _max1(abs(h - pc), abs(lo - pc)))
+            tr = NAN if first else max1(h - lo, max1(abs(h - pc), abs(lo - pc)))
             for e in self.atr:
                 e.step(tr)
             if self.adx_s:
@@ -205,9 +220,9 @@ class SeriesState:
         mdm = (down if down > up and down > 0 else 0.0) + down * 0.0
         for i in range(len(self.adx_s)):
             t = self.tr_s[i].step(tr)
-            pdi = 100.0 * _div1(self.pdm_s[i].step(pdm), t, 0.0)
-            mdi = 100.0 * _div1(self.mdm_s[i].step(mdm), t, 0.0)
-            dx = 100.0 * _div1(abs(pdi - mdi), pdi + mdi, 0.0)
+            pdi = 100.0 * div1(self.pdm_s[i].step(pdm), t, 0.0)
+            mdi = 100.0 * div1(self.mdm_s[i].step(mdm), t, 0.0)
+            dx = 100.0 * div1(abs(pdi - mdi), pdi + mdi, 0.0)
             self.adx[i] = (self.adx_s[i].step(dx), pdi - mdi)
 
     def _push(self, buf: list[float], x: float) -> None:
@@ -237,7 +252,7 @@ class SeriesState:
             for i, p in enumerate(ps):
                 g = self.gain[i].warm(gain, ind.wilder(gain, p))
                 ls = self.loss[i].warm(loss, ind.wilder(loss, p))
-                self.rsi[i] = 100.0 * _div1(g, g + ls, 0.5)
+                self.rsi[i] = 100.0 * div1(g, g + ls, 0.5)
         if self.has_macd:
             fast, slow, sig = self.spec.macd
             ef, es = ind.ema_many(c, (fast, slow))
@@ -324,12 +339,12 @@ class SeriesState:
             for p in ps:
                 mid, sd = _mean_std(self.close[-p:])
                 dev = spec.bb_std * sd
-                out += [_div1(c - mid, dev, 0.0), 2.0 * dev / mid]
+                out += [div1(c - mid, dev, 0.0), 2.0 * dev / mid]
             return out
         if f == "adx":
             return [x for pair in self.adx for x in pair]
         if f == "obv":
-            return [_div1(_sum(self.sv[-p:]), _sum(self.sv_vol[-p:]), 0.0) for p in ps]
+            return [div1(_sum(self.sv[-p:]), _sum(self.sv_vol[-p:]), 0.0) for p in ps]
         if f == "volatility":
             return [_mean_std(self.lr[-p:])[1] for p in ps]
         if f == "range":
@@ -340,7 +355,7 @@ class SeriesState:
             out = []
             for p in ps:
                 mean, sd = _mean_std(self.lv[-p:])
-                out.append(_div1(lv - mean, sd, 0.0))
+                out.append(div1(lv - mean, sd, 0.0))
             return out
         if f == "time":
             t = self.ts

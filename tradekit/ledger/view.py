@@ -85,9 +85,6 @@ class LedgerView:
         row = self._one("SELECT * FROM runs ORDER BY id DESC LIMIT 1")
         return dict(row) if row is not None else None
 
-    def runs(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM runs").fetchone()[0])
-
     def positions(self) -> list[dict[str, Any]]:
         return _dicts(self.db.execute("SELECT * FROM positions ORDER BY symbol"))
 
@@ -111,20 +108,6 @@ class LedgerView:
             )
         }
 
-    def decisions(
-        self, *, symbol: str | None = None, limit: int = 200, before_id: int | None = None
-    ) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM decisions WHERE 1=1"
-        args: list[Any] = []
-        if symbol is not None:
-            sql += " AND symbol = ?"
-            args.append(symbol)
-        if before_id is not None:
-            sql += " AND id < ?"
-            args.append(before_id)
-        sql += " ORDER BY id DESC LIMIT ?"
-        return _dicts(self.db.execute(sql, (*args, limit)))
-
     def last_control(self, commands: Sequence[str]) -> str | None:
         """The newest applied control among ``commands``."""
         marks = ", ".join("?" for _ in commands)
@@ -137,9 +120,6 @@ class LedgerView:
 
     def pending_controls(self) -> list[dict[str, Any]]:
         return _dicts(self.db.execute("SELECT * FROM controls WHERE done_ms IS NULL ORDER BY id"))
-
-    def adjustments(self) -> list[dict[str, Any]]:
-        return _dicts(self.db.execute("SELECT * FROM adjustments ORDER BY id"))
 
     # -- equity ----------------------------------------------------------------------------
     def last_candle_ms(self) -> int | None:

@@ -65,10 +65,6 @@ class History:
         have = self.rows[symbol]
         return int(have[-1, 0]) if len(have) else None
 
-    def last_row(self, symbol: str) -> list[float] | None:
-        have = self.rows[symbol]
-        return have[-1].tolist() if len(have) else None
-
     def frame(self) -> pd.DataFrame:
         """ohlcv/1 frame of every symbol's kept candles (built from the arrays, no row loop)."""
         import numpy as np

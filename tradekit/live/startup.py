@@ -134,12 +134,7 @@ def open_engine(
     from tradekit.ledger import now_ms
     from tradekit.live.engine import Engine
 
-    meta = ledger.meta()
-    if meta.get("mode") and meta["mode"] != mode:
-        raise InputError(
-            f"{ledger.path}: ledger of a {meta['mode']} run; a {mode} run needs its own "
-            "[run] state file"
-        )
+    meta = ledger.meta()  # ``run`` refused a ledger of the other mode before the exchange
     symbols = list(cfg.exchange.symbols)
     doc = ledger.load_engine()
     # A first start that an older tradekit wrote only half of (meta, no engine state, nothing

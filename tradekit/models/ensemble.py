@@ -167,12 +167,14 @@ def _member_oos(
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from tradekit.arrays import to_numpy
+    from tradekit.contracts import PREDICTIONS, open_parquet
 
     path = member.directory / mf.OOS_FILE
-    table = pq.read_table(path, columns=["symbol", "timestamp", "prediction", "fold"])
+    # Through the contract reader: checked, and without pandas (pq.read_table imports it).
+    pf, _ = open_parquet(path, PREDICTIONS)
+    table = pf.read(columns=["symbol", "timestamp", "prediction", "fold"])
     enc: Any = pc.dictionary_encode(table.column("symbol").combine_chunks().cast(pa.string()))
     code_of = {s: i for i, s in enumerate(data.symbols)}
     names = enc.dictionary.to_pylist()

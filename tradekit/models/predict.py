@@ -10,7 +10,7 @@ overhead.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tradekit.contracts import FEATURES, PREDICTIONS, file_hash, read_table, write_table
 from tradekit.errors import InputError
@@ -18,9 +18,6 @@ from tradekit.models import manifest as mf
 from tradekit.models.base import ModelSpec
 from tradekit.models.kinds import model_class
 from tradekit.models.loaded import LoadedModel
-
-if TYPE_CHECKING:
-    pass
 
 
 def load_model(model_dir: str | Path, *, threads: int = 1, lean: bool = False) -> LoadedModel:

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tradekit.notify")
 
 CODE_TTL_MS = 120_000  # a kill or forceexit confirmation code lives this long
-KILL_TTL_MS = CODE_TTL_MS
 FORCEEXIT = "forceexit:"  # the loop's control (tradekit.live.controls.FORCEEXIT)
 READS = ("status", "profit", "daily", "balance", "trades", "performance", "positions", "model")
 DEFAULTS = {"daily": 7, "trades": 10}

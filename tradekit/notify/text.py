@@ -7,12 +7,10 @@ the tests render the same text. Times are the person's (``[notify] timezone``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from tradekit.report.fmt import EN, Fmt
-from tradekit.report.snapshot import Snapshot
-from tradekit.report.text import phone
 
 LEVELS = {"info": 0, "warning": 1, "error": 2}
 OFF = 99  # [notify] events = "off": no level reaches it
@@ -91,11 +89,6 @@ def repeated(kind: str, count: int, last: str) -> str:
 def clock(ms: int, tz: tzinfo) -> str:
     """A time of day for the phone: ``21:02:30 CET``."""
     return Fmt(tz=tz).clock(ms)
-
-
-def status(snap: Snapshot, tz: tzinfo = UTC) -> str:
-    """``tradekit status`` cut to a phone screen, times in ``tz``, English numbers."""
-    return phone(snap, Fmt("en", snap.currency, tz))
 
 
 HELP = (

@@ -199,12 +199,7 @@ def daily(view: LedgerView, *, days: int, until_ms: int) -> dict[str, Any]:
                 "trade_count": int(got["count"]) if got else 0,
             }
         )
-    return {"data": data, "stake_currency": quote_of(view.symbols())}
-
-
-def quote_of(symbols: list[str]) -> str:
-    """The quote currency every configured pair shares (the stake currency)."""
-    return quote_currency(symbols)
+    return {"data": data, "stake_currency": quote_currency(view.symbols())}
 
 
 def equity_window(view: LedgerView, start_ms: int, end_ms: int) -> dict[str, Any] | None:

@@ -79,9 +79,5 @@ class Fmt:
         dt = datetime.fromtimestamp(ms / 1000, UTC).astimezone(self.tz)
         return f"{dt:%H:%M:%S} {dt.tzname()}"
 
-    def day(self, ms: int) -> str:
-        """The UTC date of a day's start (``2024-03-10``); days are UTC as the ledger's are."""
-        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
-
 
 EN = Fmt()

@@ -13,7 +13,10 @@ from typing import Any
 
 from tradekit.errors import InputError
 
-_model_cache: dict[tuple[str, int, int], dict[str, Any]] = {}
+# Keyed by the model dir as asked and as resolved: the live model and its candidates (at most
+# 3) are asked for in turn, so one entry would be a miss every time.
+MODEL_CACHE = 8
+_model_cache: dict[tuple[str, str], tuple[tuple[int, int], dict[str, Any]]] = {}
 _model_lock = threading.Lock()
 
 
@@ -33,15 +36,18 @@ def model_info(model_dir: Path) -> dict[str, Any]:
     from tradekit.gate import RECEIPT
 
     resolved = model_dir.resolve()
-    key = (str(resolved), _mtime(resolved / "manifest.json"), _mtime(resolved / RECEIPT))
+    key = (str(model_dir), str(resolved))
+    stamp = (_mtime(resolved / "manifest.json"), _mtime(resolved / RECEIPT))
     with _model_lock:
         hit = _model_cache.get(key)
-    if hit is not None:
-        return hit
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
     doc = _read_model(model_dir, resolved)
     with _model_lock:
-        _model_cache.clear()
-        _model_cache[key] = doc
+        _model_cache.pop(key, None)
+        if len(_model_cache) >= MODEL_CACHE:
+            _model_cache.pop(next(iter(_model_cache)))  # the oldest
+        _model_cache[key] = (stamp, doc)
     return doc
 
 

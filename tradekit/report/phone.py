@@ -17,9 +17,6 @@ from tradekit.report.fmt import Fmt
 from tradekit.report.snapshot import Snapshot
 from tradekit.report.text import position_lines
 
-DAILY_MAX = 31
-TRADES_MAX = 30
-
 
 def profit(view: LedgerView, snap: Snapshot, f: Fmt) -> str:
     d = account.profit(view, snap)

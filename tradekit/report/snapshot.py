@@ -34,12 +34,6 @@ HALT_TEXT = {
     "drawdown": "drawdown (until equity recovers, its candles pass, or resume)",
     "reconcile": "the exchange differs from the ledger (until `reconcile --adopt`)",
 }
-CONTROL_TEXT = {
-    "pause": "pause",
-    "resume": "resume",
-    "kill": "kill",
-    "adopt": "adopt the exchange's balances",
-}
 
 
 @dataclass(frozen=True)

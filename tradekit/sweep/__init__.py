@@ -129,7 +129,7 @@ def run_sweep(req: SweepRequest, config: Config, progress: Progress | None = Non
     with exclusive(plan.directory):
         executor = make_executor(req.executor, inputs, req.jobs, req.ray_address)
         try:
-            recs = search.run_search(plan, inputs, executor, progress)
+            recs = search.run_search(plan, executor, progress)
         finally:
             executor.close()
         search.clear_scratch(plan.directory)

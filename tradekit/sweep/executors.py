@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from tradekit.errors import ExternalError, MissingDependency
 from tradekit.sweep.evaluate import Inputs, Task, evaluate, init_worker, run_in_worker
+from tradekit.threads import usable_cores
 
 log = logging.getLogger("tradekit.sweep")
 
@@ -88,7 +89,7 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, inputs: Inputs, address: str | None, threads: int) -> None:
+    def __init__(self, inputs: Inputs, address: str | None) -> None:
         _loopback_env(address)
         try:
             import ray
@@ -155,12 +156,10 @@ def _worker_env() -> dict[str, str]:
     return {k: os.environ[k] for k in keep if k in os.environ}
 
 
-def make_executor(
-    kind: str, inputs: Inputs, jobs: int, address: str | None, threads: int = 1
-) -> Executor:
+def make_executor(kind: str, inputs: Inputs, jobs: int, address: str | None) -> Executor:
     if kind == "ray":
-        return RayExecutor(inputs, address, threads)
-    workers = min(jobs, os.cpu_count() or 1)
+        return RayExecutor(inputs, address)
+    workers = min(jobs, usable_cores())
     if workers <= 1:
         return Inline(inputs)
     return Pool(inputs, workers)

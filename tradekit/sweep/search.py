@@ -31,7 +31,7 @@ from typing import Any
 
 from tradekit.errors import InputError, UsageError
 from tradekit.sweep import journal
-from tradekit.sweep.evaluate import Inputs, Task
+from tradekit.sweep.evaluate import Task
 from tradekit.sweep.space import Param, Space
 
 log = logging.getLogger("tradekit.sweep")
@@ -56,7 +56,7 @@ class Plan:
     fingerprint: dict[str, Any]
 
 
-Progress = Callable[[int, int, dict[str, Any] | None], None]  # (done, total, best record)
+Progress = Callable[[int, int], None]  # (trials done, trials in all)
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -124,9 +124,7 @@ def prepare(plan: Plan) -> None:
     atomic_write_text(run_file, text)
 
 
-def run_search(
-    plan: Plan, inputs: Inputs, executor: Any, progress: Progress | None = None
-) -> list[dict[str, Any]]:
+def run_search(plan: Plan, executor: Any, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the sweep to ``plan.trials`` told trials; returns every trial's record in number
     order (a record per told trial, with its ``state``)."""
     from optuna.trial import TrialState
@@ -141,7 +139,6 @@ def run_search(
     frozen = study.get_trials(deepcopy=False)
     asked = len(frozen)
     done = sum(1 for t in frozen if t.state.is_finished())
-    best: dict[str, Any] | None = None
     # Batches in flight: batch index -> [(trial, handle index)], in order.
     flight: dict[int, list[tuple[Any, Task]]] = {}
     handles: dict[int, list[Any]] = {}
@@ -176,7 +173,7 @@ def run_search(
         b = asked // plan.jobs
         submit(b, ask(min(plan.jobs - asked % plan.jobs, total - asked)))
     if progress:
-        progress(done, total, best)
+        progress(done, total)
     while True:
         while len(flight) < DEPTH and asked < total:
             submit(asked // plan.jobs, ask(min(plan.jobs, total - asked)))
@@ -194,7 +191,7 @@ def run_search(
             done += 1
         backend.sync()
         if progress:
-            progress(done, total, best)
+            progress(done, total)
     return records(study)
 
 
