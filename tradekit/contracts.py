@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -424,6 +425,17 @@ def read_json(path: str | Path, schema: str) -> dict[str, Any]:
         what = f"schema is {found!r}" if found else 'no "schema" field'
         raise InputError(f"{label}: {what}, expected {schema!r}")
     return doc
+
+
+def finite(x: Any) -> Any:
+    """``x`` with every NaN or infinity (JSON has none) replaced by None, at any depth."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [finite(v) for v in x]
+    return x
 
 
 def write_json(doc: Mapping[str, Any], path: str | Path) -> None:

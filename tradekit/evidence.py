@@ -330,8 +330,7 @@ def _compare_ledgers(
         meta = cv.meta()
         if meta.get("release") and meta["release"] != c.release:
             return {"evidence": "its ledger is of an earlier release (the loop renews it)"}
-        first = cv.equity(-(2**62), 2**62)[:1]
-        since = first[0][0] if first else None
+        since = cv.first_candle_ms()
         start = max(since or 0, start_ms or 0)
         end = end_ms if end_ms is not None else 2**62
         ceq, cbefore = _series(cv, start, end)

@@ -151,9 +151,7 @@ def answer(
         except providers.ProviderFailed as e:
             _record(ledger_path, name, cfg.ask.model, asked, e.usage, _ms_since(t0), e.status)
             raise e.error from None
-        cost = (
-            reply.input_tokens * cfg.ask.price_in + reply.output_tokens * cfg.ask.price_out
-        ) / 1e6
+        cost = providers.cost(cfg, reply.input_tokens, reply.output_tokens)
         result = Answer(
             text=reply.text,
             provider=name,

@@ -117,7 +117,8 @@ def complete(
     return fn(ep, cfg, system, user, tries, backoff_s)
 
 
-def _cost(cfg: Config, tokens_in: int, tokens_out: int) -> float:
+def cost(cfg: Config, tokens_in: int, tokens_out: int) -> float:
+    """What a call cost in USD at ``[ask] price_in``/``price_out`` (per million tokens)."""
     return (tokens_in * cfg.ask.price_in + tokens_out * cfg.ask.price_out) / 1e6
 
 
@@ -145,7 +146,7 @@ def _anthropic(
     usage = doc.get("usage") or {}
     tokens_in = int(usage.get("input_tokens") or 0)
     tokens_out = int(usage.get("output_tokens") or 0)
-    spent = (tokens_in, tokens_out, _cost(cfg, tokens_in, tokens_out))
+    spent = (tokens_in, tokens_out, cost(cfg, tokens_in, tokens_out))
     stop = doc.get("stop_reason")
     if stop == "refusal":
         raise ProviderFailed(
@@ -199,7 +200,7 @@ def _openai(
         raise ProviderFailed(
             ExternalError(f"openai: no answer in the response (request-id {rid or '-'})"),
             "empty",
-            (tokens_in, tokens_out, _cost(cfg, tokens_in, tokens_out)),
+            (tokens_in, tokens_out, cost(cfg, tokens_in, tokens_out)),
         )
     return Reply(text, str(doc.get("model") or cfg.ask.model), tokens_in, tokens_out, rid)
 
@@ -225,7 +226,7 @@ def _ollama(
         raise ProviderFailed(
             ExternalError("ollama: no answer in the response"),
             "empty",
-            (tokens_in, tokens_out, _cost(cfg, tokens_in, tokens_out)),
+            (tokens_in, tokens_out, cost(cfg, tokens_in, tokens_out)),
         )
     if doc.get("done_reason") == "length":
         log.warning("ask: the answer was cut at %d tokens", output_tokens(cfg, ep.window))

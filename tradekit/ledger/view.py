@@ -126,6 +126,10 @@ class LedgerView:
         row = self._one("SELECT max(candle_ms) FROM equity")
         return int(row[0]) if row is not None and row[0] is not None else None
 
+    def first_candle_ms(self) -> int | None:
+        row = self._one("SELECT min(candle_ms) FROM equity")
+        return int(row[0]) if row is not None and row[0] is not None else None
+
     def first_equity(self) -> float | None:
         row = self._one("SELECT equity FROM equity ORDER BY candle_ms LIMIT 1")
         return float(row[0]) if row is not None else None

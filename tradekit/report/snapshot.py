@@ -17,7 +17,6 @@ the key is there only when such a report is).
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -439,14 +438,6 @@ def load(path: str | Path, *, at_ms: int | None = None, stale_s: float = STALE_S
 
 def dumps(snap: Snapshot) -> str:
     """``status --json``: indented, sorted keys, non-finite numbers as null."""
+    from tradekit.contracts import finite
 
-    def clean(v: Any) -> Any:
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(snap.as_json()), sort_keys=True, indent=2)
+    return json.dumps(finite(snap.as_json()), sort_keys=True, indent=2)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tradekit.contracts import finite
 from tradekit.errors import InputError, UsageError
 from tradekit.ledger import LedgerView
 from tradekit.report.snapshot import Snapshot
@@ -52,18 +52,8 @@ HEADERS = [
 ]
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return v
-
-
 def json_response(doc: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(_clean(doc), sort_keys=True, separators=(",", ":"))
+    body = json.dumps(finite(doc), sort_keys=True, separators=(",", ":"))
     return Response(body, status, headers, media_type="application/json")
 
 

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tradekit.contracts import META_KEY, SCHEMA_KEY, TRIALS, write_json
+from tradekit.contracts import META_KEY, SCHEMA_KEY, TRIALS, finite, write_json
 from tradekit.errors import InputError
 from tradekit.fsutil import atomic_path, atomic_write_text
 from tradekit.sweep.evaluate import KEPT
@@ -175,16 +175,5 @@ def write_products(
     else:
         (directory / BEST_FILE).unlink(missing_ok=True)
     doc["generated_at"] = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    write_json(_finite(doc), directory / SWEEP_FILE)
+    write_json(finite(doc), directory / SWEEP_FILE)
     return doc
-
-
-def _finite(x: Any) -> Any:
-    """JSON has no NaN or infinity: such numbers become null."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
