@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from tradekit.features import stream
+from tradekit.features import scalar
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,9 +35,9 @@ _BLOCK = 512  # windows per block in _window_kernel: its buffers stay in L1
 
 
 # The scalar steps are the live loop's own plain-Python functions, compiled here: one source.
-_ewm_step = njit(cache=True, inline="always")(stream.ewm_step)
-_div1 = njit(cache=True, inline="always")(stream.div1)
-_max1 = njit(cache=True, inline="always")(stream.max1)
+_ewm_step = njit(cache=True, inline="always")(scalar.ewm_step)
+_div1 = njit(cache=True, inline="always")(scalar.div1)
+_max1 = njit(cache=True, inline="always")(scalar.max1)
 
 
 @njit(cache=True, nogil=True)

@@ -12,8 +12,8 @@ sum carries rounding from the whole history). With the periods a spec uses (tens
 it is a few microseconds.
 
 Every operation is the batch code's, in the same order, on IEEE doubles: the recursions and
-the guarded division are the very functions the batch kernels compile (:func:`ewm_step`,
-:func:`div1`, :func:`max1`), logarithms and sines go through numpy's own functions (on x86
+the guarded division are the very functions the batch kernels compile
+(``tradekit.features.scalar``), logarithms and sines go through numpy's own functions (on x86
 they are not the C library's, whose last bit can differ). :meth:`SeriesState.warm` takes
 the state from the batch kernels over a whole history at once. ``tests/test_incremental.py``
 proves warm + steps equal ``build_features`` bit for bit over random candle streams.
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tradekit.features.scalar import div1, ewm_step, max1
 from tradekit.features.sets import WARMUP_TOL, FeatureSpec, family_columns, family_need
 
 if TYPE_CHECKING:
@@ -47,46 +48,6 @@ def ewm_params(alpha: float) -> tuple[float, float, bool]:
     com = (1.0 - alpha) / alpha
     a = 1.0 / (1.0 + com)
     return a, 1.0 - a, com == 1.0
-
-
-# -- the scalar steps, plain Python: the batch kernels compile these same functions
-# (``indicators._ewm_step`` and the others), so both paths run one source.
-
-
-def ewm_step(
-    w: float, old: float, cur: float, alpha: float, keep: float, half: bool
-) -> tuple[float, float]:
-    """One step of pandas' ``ewm(adjust=False, ignore_na=False).mean()`` recursion, exactly:
-    from ``w = NaN, old = 1`` the first defined input is the seed; the old value's weight
-    decays over NaN gaps (``keep ** gap``); an input equal to the running value leaves it
-    untouched; with ``alpha == 0.5`` (``half``) the new value weighs ``1 - old``, as in pandas."""
-    if w == w:
-        old *= keep
-        new = 1.0 - old if half else alpha
-        if cur == cur:
-            if w != cur:
-                w = old * w + new * cur
-                w = w / (old + new)
-            old = 1.0
-    elif cur == cur:
-        w = cur
-    return w, old
-
-
-def div1(a: float, b: float, neutral: float) -> float:
-    """``a / b``, ``neutral`` for a zero ``b``, NaN stays NaN."""
-    if a != a or b != b:
-        return NAN
-    if b == 0.0:
-        return neutral
-    return a / b
-
-
-def max1(a: float, b: float) -> float:
-    """``np.maximum`` of two scalars: NaN if either is NaN."""
-    if a != a or b != b:
-        return NAN
-    return a if a >= b else b
 
 
 class Ewm:
